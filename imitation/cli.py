@@ -1,0 +1,141 @@
+"""What every script shares: user-facing errors, common flags, seeding, backend selection.
+
+A script's `main` raises `UserError` (or lets one of the well-known input errors escape);
+`run_main` prints it as one line on stderr and exits with status 2, without a traceback.
+"""
+import argparse
+import os
+import sys
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+def run_main(main, argv=None):
+    """Run `main(argv)`; turn input errors into one clear stderr line and exit status 2.
+
+    Ctrl-C exits with 130 after `main` has had the chance to save."""
+    from imitation.envs import EnvError
+
+    try:
+        rc = main(argv)
+    except (UserError, EnvError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(rc or 0)
+
+
+def positive_int(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+    return v
+
+
+def nonneg_int(s):
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def positive_float(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}")
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {s}")
+    return v
+
+
+def nonneg_float(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}")
+    if not (v >= 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {s}")
+    return v
+
+
+def unit_interval(s):
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {s!r}")
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {s}")
+    return v
+
+
+def int01(s):
+    if s not in ("0", "1"):
+        raise argparse.ArgumentTypeError(f"expected 0 or 1, got {s!r}")
+    return int(s)
+
+
+def add_common_args(parser, sampling=True):
+    """--seed, --backend, --num_workers (and sampling flags)."""
+    g = parser.add_argument_group("execution")
+    g.add_argument("--seed", type=nonneg_int, default=0,
+                   help="seed for every random stream (default: 0)")
+    g.add_argument("--backend", choices=["c", "numba", "jax"],
+                   default=os.environ.get("POLICYOPT_BACKEND", "c"),
+                   help="how the PyTensor graphs are compiled (default: c, or "
+                        "$POLICYOPT_BACKEND)")
+    if sampling:
+        g.add_argument("--num_workers", type=nonneg_int, default=None,
+                       help="sampling worker processes (default: one per CPU core; 0: sample "
+                            "in the main process)")
+    return g
+
+
+def setup_backend(args):
+    from policyopt import backend
+
+    try:
+        backend.set_backend(args.backend)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(str(e))
+
+
+def check_log_path(path, resume=False):
+    """A --log path must be in an existing directory and must not hold a log (unless resume)."""
+    if path is None:
+        return
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise UserError(f"--log {path}: directory {d} does not exist")
+    if os.path.isdir(path):
+        raise UserError(f"--log {path} is a directory")
+    if os.path.exists(path) and not resume:
+        raise UserError(f"--log {path} already exists; pass --resume to continue that run, or "
+                        "choose a new file")
+    if resume and not os.path.exists(path):
+        raise UserError(f"--resume: {path} does not exist")
+
+
+def resolve_hidden_spec(args):
+    """The network spec from --tiny_policy / --policy_hidden_spec (validated JSON string)."""
+    from policyopt import nn
+
+    if args.tiny_policy and args.policy_hidden_spec:
+        raise UserError("--tiny_policy and --policy_hidden_spec are mutually exclusive")
+    spec = nn.TINY_HIDDEN_SPEC if args.tiny_policy else (args.policy_hidden_spec
+                                                          or nn.DEFAULT_HIDDEN_SPEC)
+    try:
+        nn.parse_hidden_spec(spec)
+    except ValueError as e:
+        raise UserError(f"--policy_hidden_spec: {e}")
+    return spec

@@ -1,0 +1,417 @@
+"""Gymnasium environments as policyopt MDPs, with multi-process batched sampling.
+
+Sampling design. Each worker process owns `batch_size` environments and its own copy of the
+compiled policy (forked after compilation). Per step a worker evaluates the policy once on the
+observations of all its running environments, then steps each of them. Trajectories are
+always whole: an episode, once started, runs until termination, truncation or max_traj_len.
+A worker stops *starting* episodes once the steps it has taken plus the expected remainder of
+its running episodes reach its share of `min_total_sa` (and it has started its share of
+`min_num_trajs`); which episodes start never depends on their own outcome, so the batch is not
+biased towards short episodes. Only parameters go to the workers and only finished
+trajectories come back, once per batch.
+
+Every episode's reset seed and every action's noise come from generators derived from the
+caller's seed, the call, and the worker index, so a given seed and worker count reproduce the
+same batch, in the same order (workers are concatenated in index order).
+
+Gymnasium vector environments are not used inside the workers because they step every
+sub-environment on every call; a worker must leave finished environments idle.
+
+Legacy observation adapters let the original authors' experts (trained on gym 0.x) act in
+today's environments; they are selected by the original environment id or by name, never
+applied implicitly.
+"""
+import atexit
+import math
+import multiprocessing as mp
+import os
+import signal
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import policyopt
+from policyopt import ContinuousSpace, FiniteSpace, RaggedArray, TrajBatch
+
+
+# --------------------------------------------------------------------- observation adapters
+
+def _ant_v1_obs(obs_105):
+    """Ant-v5 (cfrc_ext included, 105 dims) -> Ant-v1 layout (111 dims): the world body's six
+    contact-force entries, always 0, sat after the first 27 entries."""
+    obs = np.asarray(obs_105, dtype=np.float64)
+    return np.concatenate([obs[..., :27], np.zeros(obs.shape[:-1] + (6,)), obs[..., 27:]],
+                          axis=-1)
+
+
+def _acrobot_v0_obs(obs_6):
+    """Acrobot-v1 [cos t1, sin t1, cos t2, sin t2, dt1, dt2] -> Acrobot-v0 [t1, t2, dt1, dt2]."""
+    o = np.asarray(obs_6, dtype=np.float64)
+    return np.stack([np.arctan2(o[..., 1], o[..., 0]), np.arctan2(o[..., 3], o[..., 2]),
+                     o[..., 4], o[..., 5]], axis=-1)
+
+
+@dataclass(frozen=True)
+class ObsAdapter:
+    name: str
+    fn: callable
+    in_dim: int
+    out_dim: int
+    description: str
+
+
+OBS_ADAPTERS = {
+    "ant_v1": ObsAdapter("ant_v1", _ant_v1_obs, 105, 111,
+                         "Ant-v5 observations in the original Ant-v1 layout (111 dims)"),
+    "acrobot_v0": ObsAdapter("acrobot_v0", _acrobot_v0_obs, 6, 4,
+                             "Acrobot-v1 observations as the original Acrobot-v0 angles"),
+}
+
+# Original (gym 0.x) ids -> (Gymnasium id, make kwargs, adapter)
+LEGACY_ENV_IDS = {
+    "Hopper-v0": ("Hopper-v5", {}, None),
+    "Hopper-v1": ("Hopper-v5", {}, None),
+    "HalfCheetah-v0": ("HalfCheetah-v5", {}, None),
+    "HalfCheetah-v1": ("HalfCheetah-v5", {}, None),
+    "Walker2d": ("Walker2d-v5", {}, None),
+    "Walker2d-v0": ("Walker2d-v5", {}, None),
+    "Walker2d-v1": ("Walker2d-v5", {}, None),
+    "Ant-v0": ("Ant-v5", {"include_cfrc_ext_in_observation": True}, "ant_v1"),
+    "Ant-v1": ("Ant-v5", {"include_cfrc_ext_in_observation": True}, "ant_v1"),
+    "Acrobot-v0": ("Acrobot-v1", {}, "acrobot_v0"),
+    "InvertedPendulum-v1": ("InvertedPendulum-v5", {}, None),
+}
+
+
+class EnvError(ValueError):
+    """An environment id or adapter that cannot be used (message fit for users)."""
+
+
+@dataclass
+class EnvSpec:
+    """How to build one environment: Gymnasium id, make kwargs, optional obs adapter."""
+
+    env_name: str
+    gym_id: str
+    make_kwargs: dict = field(default_factory=dict)
+    adapter: ObsAdapter = None
+    max_traj_len: int = None
+
+    def make(self, render_mode=None):
+        import gymnasium as gym
+
+        kwargs = dict(self.make_kwargs)
+        if render_mode is not None:
+            kwargs["render_mode"] = render_mode
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return gym.make(self.gym_id, disable_env_checker=True, **kwargs)
+
+    def adapt(self, obs):
+        obs = np.asarray(obs, dtype=np.float64)
+        return self.adapter.fn(obs) if self.adapter is not None else obs
+
+
+def resolve_env(env_name, obs_adapter=None, max_traj_len=None):
+    """EnvSpec for a Gymnasium id or an original id (e.g. 'Ant-v1' -> Ant-v5 + ant_v1 adapter).
+
+    Raises EnvError with a one-line explanation when the id or adapter is unknown.
+    """
+    import gymnasium as gym
+
+    gym_id, kwargs, adapter_name = env_name, {}, None
+    if env_name in LEGACY_ENV_IDS:
+        gym_id, kwargs, adapter_name = LEGACY_ENV_IDS[env_name]
+    if obs_adapter not in (None, "", "none"):
+        if obs_adapter not in OBS_ADAPTERS:
+            raise EnvError(f"unknown observation adapter {obs_adapter!r}; available: "
+                           f"{', '.join(sorted(OBS_ADAPTERS))}")
+        adapter_name = obs_adapter
+        if obs_adapter == "ant_v1":
+            kwargs = {**kwargs, "include_cfrc_ext_in_observation": True}
+    if gym_id not in gym.registry:
+        close = [k for k in gym.registry if k.split("-")[0].lower() == gym_id.split("-")[0].lower()]
+        hint = f" (did you mean {', '.join(sorted(close)[:4])}?)" if close else ""
+        raise EnvError(f"unknown environment id {env_name!r}{hint}")
+    if max_traj_len is not None and max_traj_len <= 0:
+        raise EnvError(f"max_traj_len must be positive, got {max_traj_len}")
+    return EnvSpec(env_name, gym_id, kwargs,
+                   OBS_ADAPTERS[adapter_name] if adapter_name else None, max_traj_len)
+
+
+# ------------------------------------------------------------------------------------ rollout
+
+def _start_episode(env, spec, rng):
+    obs, _ = env.reset(seed=int(rng.integers(2 ** 31 - 1)))
+    return spec.adapt(obs)
+
+
+def rollout_batch(envs, spec, policy, obsfeat_fn, min_sa, min_trajs, horizon, rng,
+                  deterministic=False):
+    """Sample whole trajectories with `envs` stepped together (see the module docstring).
+
+    Returns stacked arrays (obs_N_Do, obsfeat_N_Df, adist_N_Pa, a_N_Da, r_N, lengths_B) in the
+    order trajectories finished; None when there is nothing to sample.
+    """
+    K = len(envs)
+    if min_sa <= 0:
+        K = max(1, min(K, max(min_trajs, 1)))
+    discrete = isinstance(policy.action_space, FiniteSpace)
+
+    cap = min(horizon, 1024)
+    bufs = None
+    cur_obs = [None] * K
+    tpos = np.zeros(K, dtype=np.int64)
+    running = np.zeros(K, dtype=bool)
+    steps_done = 0  # steps taken in every episode started so far
+    started = 0
+    done_lengths = []
+    out_obs, out_feat, out_adist, out_a, out_r = [], [], [], [], []
+
+    def want_more():
+        if started < min_trajs:
+            return True
+        if min_sa <= 0:
+            return False
+        mean_len = np.mean(done_lengths) if done_lengths else horizon
+        expected_rest = np.maximum(mean_len - tpos[running], 1.).sum()
+        return steps_done + expected_rest < min_sa
+
+    if min_sa <= 0 and min_trajs <= 0:
+        return None
+    for i in range(K):
+        if want_more():
+            cur_obs[i] = _start_episode(envs[i], spec, rng)
+            running[i], started = True, started + 1
+
+    while running.any():
+        idx = np.flatnonzero(running)
+        obs_A_Do = np.stack([cur_obs[i] for i in idx])
+        feat_A_Df = obs_A_Do if obsfeat_fn is None else obsfeat_fn(obs_A_Do)
+        a_A_Da, adist_A_Pa = policy.sample_actions(feat_A_Df, rng, deterministic=deterministic)
+        if bufs is None:
+            bufs = [np.zeros((K, cap) + x.shape[1:], dtype=x.dtype)
+                    for x in (obs_A_Do, feat_A_Df, adist_A_Pa, a_A_Da)]
+            bufs.append(np.zeros((K, cap)))
+        if tpos[idx].max() >= cap:
+            cap *= 2
+            bufs = [np.concatenate([b, np.zeros_like(b)], axis=1) for b in bufs]
+        t_A = tpos[idx]
+        bufs[0][idx, t_A] = obs_A_Do
+        bufs[1][idx, t_A] = feat_A_Df
+        bufs[2][idx, t_A] = adist_A_Pa
+        bufs[3][idx, t_A] = a_A_Da
+        acts = a_A_Da[:, 0] if discrete else a_A_Da
+        for j, i in enumerate(idx):
+            obs, r, terminated, truncated, _ = envs[i].step(int(acts[j]) if discrete else acts[j])
+            bufs[4][i, tpos[i]] = r
+            tpos[i] += 1
+            steps_done += 1
+            if terminated or truncated or tpos[i] >= horizon:
+                T = int(tpos[i])
+                out_obs.append(bufs[0][i, :T].copy())
+                out_feat.append(bufs[1][i, :T].copy())
+                out_adist.append(bufs[2][i, :T].copy())
+                out_a.append(bufs[3][i, :T].copy())
+                out_r.append(bufs[4][i, :T].copy())
+                done_lengths.append(T)
+                tpos[i] = 0
+                running[i] = False
+                if want_more():
+                    cur_obs[i] = _start_episode(envs[i], spec, rng)
+                    running[i], started = True, started + 1
+            else:
+                cur_obs[i] = spec.adapt(obs)
+
+    lengths = np.array(done_lengths, dtype=np.int64)
+    return (np.concatenate(out_obs), np.concatenate(out_feat), np.concatenate(out_adist),
+            np.concatenate(out_a), np.concatenate(out_r), lengths)
+
+
+# ------------------------------------------------------------------------------- worker pool
+
+def _worker_main(conn, spec, policy, obsfeat_fn, batch_size):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)  # one core per worker: BLAS threads would only fight
+    except Exception:
+        pass
+    envs = [spec.make() for _ in range(batch_size)]
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            break
+        if msg is None:
+            break
+        state, min_sa, min_trajs, horizon, seed, deterministic = msg
+        try:
+            policy.set_state(state)
+            rng = np.random.default_rng(seed)
+            res = rollout_batch(envs, spec, policy, obsfeat_fn, min_sa, min_trajs, horizon, rng,
+                                deterministic)
+            conn.send(("ok", res))
+        except Exception as e:  # report, don't die silently
+            import traceback
+
+            conn.send(("error", f"{type(e).__name__}: {e}\n{traceback.format_exc()}"))
+    for env in envs:
+        env.close()
+
+
+def split_quota(total, num_workers, w):
+    """Worker w's share of `total` (shares differ by at most one; <= 0 means no bound)."""
+    if total is None or total <= 0:
+        return -1
+    return total // num_workers + (1 if w < total % num_workers else 0)
+
+
+def default_num_workers():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class SamplerPool:
+    """Persistent forked workers, each with `batch_size` environments and the policy."""
+
+    def __init__(self, spec, policy, obsfeat_fn, num_workers, batch_size):
+        self.spec, self.policy, self.num_workers = spec, policy, num_workers
+        self.batch_size = batch_size
+        # Compile the sampling graph once, here, so every worker inherits it.
+        policy.compute_actiondist_params(np.zeros((1, policy.obsfeat_space.storage_size)))
+        ctx = mp.get_context("fork")
+        self.conns, self.procs = [], []
+        for _ in range(num_workers):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_worker_main, args=(child, spec, policy, obsfeat_fn,
+                                                       batch_size), daemon=True)
+            p.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(p)
+        atexit.register(self.close)
+
+    def sample(self, min_sa, min_trajs, horizon, seeds, deterministic):
+        state = self.policy.get_state()
+        for w, (conn, seed) in enumerate(zip(self.conns, seeds)):
+            conn.send((state, split_quota(min_sa, self.num_workers, w),
+                       split_quota(min_trajs, self.num_workers, w), horizon, seed, deterministic))
+        results, errors = [], []
+        for w, conn in enumerate(self.conns):
+            try:
+                status, payload = conn.recv()
+            except (EOFError, OSError):
+                status, payload = "error", f"worker {w} died (exit code {self.procs[w].exitcode})"
+            (results if status == "ok" else errors).append(payload)
+        if errors:
+            raise RuntimeError("sampling failed in a worker: " + errors[0])
+        return results
+
+    def close(self):
+        for conn in self.conns:
+            try:
+                conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+        for p in self.procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+        self.conns, self.procs = [], []
+
+
+# ---------------------------------------------------------------------------------------- MDP
+
+class GymMDP(policyopt.MDP):
+    """A Gymnasium environment (any Box or Discrete action space) as a policyopt MDP."""
+
+    def __init__(self, env_name, obs_adapter=None, max_traj_len=None, num_workers=None):
+        self.spec = resolve_env(env_name, obs_adapter, max_traj_len)
+        env = self.spec.make()
+        try:
+            import gymnasium as gym
+
+            obs, _ = env.reset(seed=0)
+            obs_dim = int(np.prod(self.spec.adapt(obs).shape))
+            if len(np.shape(obs)) != 1:
+                raise EnvError(f"{env_name}: only flat (1-D) observations are supported, got "
+                               f"shape {np.shape(obs)}")
+            self.obs_space = ContinuousSpace(obs_dim)
+            asp = env.action_space
+            if isinstance(asp, gym.spaces.Discrete):
+                if asp.start != 0:
+                    raise EnvError(f"{env_name}: Discrete action spaces must start at 0")
+                self.action_space = FiniteSpace(int(asp.n))
+            elif isinstance(asp, gym.spaces.Box) and len(asp.shape) == 1:
+                self.action_space = ContinuousSpace(asp.shape[0], asp.low, asp.high)
+            else:
+                raise EnvError(f"{env_name}: action space {asp} is not a Box or Discrete space")
+            self.env_max_episode_steps = env.spec.max_episode_steps if env.spec else None
+        finally:
+            env.close()
+        limits = [x for x in (self.env_max_episode_steps, max_traj_len) if x]
+        self.max_episode_steps = min(limits) if limits else None
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self._pools = {}
+        self._local_envs = []
+
+    @property
+    def env_name(self):
+        return self.spec.env_name
+
+    def horizon(self, cfg_max_traj_len=None):
+        limits = [x for x in (self.max_episode_steps, cfg_max_traj_len) if x]
+        return min(limits) if limits else 10 ** 9
+
+    def sim_mp(self, policy, obsfeat_fn, cfg, rng, deterministic=False):
+        """Sample whole trajectories per `cfg` (a SimConfig) with `policy`.
+
+        `rng` (np.random.Generator) seeds everything; `obsfeat_fn` maps observations to the
+        policy's features (None: identity)."""
+        min_sa = cfg.min_total_sa if cfg.min_total_sa is not None else -1
+        min_trajs = cfg.min_num_trajs if cfg.min_num_trajs is not None else -1
+        if min_sa <= 0 and min_trajs <= 0:
+            raise ValueError("SimConfig needs min_total_sa > 0 or min_num_trajs > 0")
+        horizon = self.horizon(cfg.max_traj_len)
+        batch_size = cfg.batch_size or default_batch_size(min_sa, min_trajs, horizon,
+                                                          max(self.num_workers, 1))
+        base_seed = int(rng.integers(2 ** 63 - 1))
+        if self.num_workers <= 0:
+            while len(self._local_envs) < batch_size:
+                self._local_envs.append(self.spec.make())
+            results = [rollout_batch(self._local_envs[:batch_size], self.spec, policy,
+                                     obsfeat_fn, min_sa, min_trajs, horizon,
+                                     np.random.default_rng([base_seed, 0]), deterministic)]
+        else:
+            key = (id(policy), id(obsfeat_fn), batch_size)
+            if key not in self._pools:
+                self._pools[key] = SamplerPool(self.spec, policy, obsfeat_fn, self.num_workers,
+                                               batch_size)
+            seeds = [[base_seed, w] for w in range(self.num_workers)]
+            results = self._pools[key].sample(min_sa, min_trajs, horizon, seeds, deterministic)
+        results = [r for r in results if r is not None]
+        lengths = np.concatenate([r[5] for r in results])
+        stacked = [np.concatenate([r[k] for r in results]) for k in range(5)]
+        return TrajBatch.from_stacked(*stacked, lengths)
+
+    def close(self):
+        for pool in self._pools.values():
+            pool.close()
+        self._pools = {}
+        for env in self._local_envs:
+            env.close()
+        self._local_envs = []
+
+
+def default_batch_size(min_sa, min_trajs, horizon, num_workers):
+    """Environments per worker: enough to amortise the per-step policy call (8), fewer when a
+    worker's share of the batch is only a few episodes long."""
+    if min_sa > 0:
+        per_worker = min_sa / num_workers
+        return int(np.clip(per_worker // max(min(horizon, 1000), 1), 1, 8))
+    return int(np.clip(math.ceil(max(min_trajs, 1) / num_workers), 1, 8))

@@ -1,0 +1,379 @@
+"""Imitation learning: the GAIL discriminator, the apprenticeship-learning rewards,
+behavioural cloning, and the GAIL iteration (Ho & Ermon 2016, Algorithm 1).
+
+GAIL alternates a TRPO step on the policy, whose reward is -log(1 - D(s, a)), with an Adam step
+on the discriminator D, a classifier of expert (label 1) versus policy (label 0) state-action
+pairs.
+"""
+import numpy as np
+import pytensor.tensor as pt
+
+from policyopt import FiniteSpace, RaggedArray, nn, rl, thutil, util
+from policyopt.thutil import floatX
+
+
+# ---------------------------------------------------------------- discriminator (GAIL reward)
+
+class TransitionClassifier(nn.Model):
+    """D(s, a) = sigmoid(score(s, a)).
+
+    Continuous actions: standardized [obs, a] (+ t * time_scale) -> network -> one score.
+    Discrete actions: standardized obs (+ t * time_scale) -> network -> one score per action;
+    the taken action's score is used.
+
+    Loss (expert label 1, policy label 0), one Adam step per `adam_steps`:
+        sum_i w_i * (BCE(score_i, label_i) - ent_reg_weight * H_bernoulli(score_i)),
+    with w_i = 1/B for the policy batch and 1/B_ex for the expert batch.
+    Reward for the policy: -log(1 - sigmoid(score)) (>= 0), or with favor_zero_expert_reward
+    log(sigmoid(score)) (<= 0), for tasks that end early on success.
+    The input standardizer (when enabled) is updated with every fit's data (policy batch plus
+    expert subsample); the 'expertdata' mode merely starts it from the expert statistics.
+    """
+
+    def __init__(self, hidden_spec, obsfeat_space, action_space, adam_lr=0.01, adam_steps=1,
+                 ent_reg_weight=1e-3, enable_inputnorm=True, include_time=False, time_scale=1.,
+                 favor_zero_expert_reward=False, varscope_name="TransitionClassifier"):
+        self.obsfeat_space, self.action_space = obsfeat_space, action_space
+        self.update_inputnorm_on_fit = enable_inputnorm
+        self.discrete = isinstance(action_space, FiniteSpace)
+        self.Df, self.Da = obsfeat_space.storage_size, action_space.storage_size
+        self.adam_steps, self.ent_reg_weight = adam_steps, ent_reg_weight
+        self.include_time, self.time_scale = include_time, time_scale
+        self.favor_zero_expert_reward = favor_zero_expert_reward
+        with self.building(varscope_name):
+            self.obsfeat_B_Df = pt.matrix("obsfeat_B_Df", shape=(None, self.Df))
+            a_dtype = "int64" if self.discrete else floatX
+            self.a_B_Da = pt.matrix("a_B_Da", dtype=a_dtype, shape=(None, self.Da))
+            self.t_B = pt.vector("t_B")
+            Din = self.Df if self.discrete else self.Df + self.Da
+            with nn.variable_scope("inputnorm"):
+                self.inputnorm = (nn.Standardizer(Din) if enable_inputnorm
+                                  else nn.NoOpStandardizer(Din))
+            x_B_Di = self.obsfeat_B_Df if self.discrete else pt.concatenate(
+                [self.obsfeat_B_Df, self.a_B_Da], axis=1)
+            x_B_Di = self.inputnorm.standardize_expr(x_B_Di)
+            if include_time:
+                x_B_Di = pt.concatenate([x_B_Di, (self.t_B * time_scale)[:, None]], axis=1)
+                Din += 1
+            with nn.variable_scope("hidden"):
+                net = nn.FeedforwardNet(x_B_Di, (Din,), hidden_spec)
+            with nn.variable_scope("out"):
+                n_out = action_space.size if self.discrete else 1
+                out = nn.AffineLayer(net.output, net.output_shape, (n_out,), initializer=0.)
+        if self.discrete:
+            self.scores_B = out.output[pt.arange(out.output.shape[0]), self.a_B_Da[:, 0]]
+        else:
+            self.scores_B = out.output[:, 0]
+        self.param_vars = self.get_trainable_variables()
+
+        self.labels_B = pt.vector("labels_B")
+        self.weights_B = pt.vector("weights_B")
+        losses_B = thutil.sigmoid_cross_entropy_with_logits(self.scores_B, self.labels_B)
+        ent_B = thutil.logit_bernoulli_entropy(self.scores_B)
+        self.loss = ((losses_B - ent_reg_weight * ent_B) * self.weights_B).sum()
+        if favor_zero_expert_reward:
+            self.rewards_B = thutil.logsigmoid(self.scores_B)
+        else:
+            self.rewards_B = -thutil.logsigmoid(-self.scores_B)  # -log(1 - sigmoid(score))
+        self.adam_updates = thutil.adam(self.loss, self.param_vars, lr=adam_lr)
+
+    def _inputs(self):
+        return [self.obsfeat_B_Df, self.a_B_Da, self.t_B]
+
+    @thutil.lazy_function
+    def _compute_scores(self):
+        return self._inputs(), self.scores_B
+
+    @thutil.lazy_function
+    def _compute_reward(self):
+        return self._inputs(), self.rewards_B
+
+    @thutil.lazy_function
+    def _adamstep(self):
+        return self._inputs() + [self.labels_B, self.weights_B], self.loss, self.adam_updates
+
+    @thutil.lazy_function
+    def _compute_loss(self):
+        return self._inputs() + [self.labels_B, self.weights_B], self.loss
+
+    def adam_state_vars(self):
+        return thutil.adam_state_vars(self.adam_updates)
+
+    def _cast(self, obsfeat_B_Df, a_B_Da, t_B):
+        a = np.asarray(a_B_Da).astype(np.int64 if self.discrete else floatX)
+        return (np.asarray(obsfeat_B_Df, dtype=floatX), a.reshape(len(a), self.Da),
+                np.asarray(t_B, dtype=floatX))
+
+    def update_inputnorm(self, obsfeat_B_Df, a_B_Da):
+        x = obsfeat_B_Df if self.discrete else np.concatenate(
+            [obsfeat_B_Df, np.asarray(a_B_Da, dtype=floatX)], axis=1)
+        self.inputnorm.update(x)
+
+    def compute_scores(self, obsfeat_B_Df, a_B_Da, t_B):
+        return self._compute_scores(*self._cast(obsfeat_B_Df, a_B_Da, t_B))
+
+    def compute_reward(self, obsfeat_B_Df, a_B_Da, t_B):
+        return self._compute_reward(*self._cast(obsfeat_B_Df, a_B_Da, t_B))
+
+    def fit(self, obsfeat_B_Df, a_B_Da, t_B, exobs_Bex_Do, exa_Bex_Da, ext_Bex, rng):
+        """`adam_steps` Adam updates: the policy batch against an equally sized random
+        subsample of the expert pairs. Returns log fields (rloss, racc, raccpi, raccex)."""
+        B = len(obsfeat_B_Df)
+        N_ex = len(exobs_Bex_Do)
+        ex_idx = rng.choice(N_ex, size=B, replace=B > N_ex)
+        obs = np.concatenate([obsfeat_B_Df, exobs_Bex_Do[ex_idx]], axis=0)
+        a = np.concatenate([np.asarray(a_B_Da).reshape(B, -1),
+                            np.asarray(exa_Bex_Da)[ex_idx].reshape(B, -1)], axis=0)
+        t = np.concatenate([t_B, ext_Bex[ex_idx]])
+        labels = np.concatenate([np.zeros(B), np.ones(B)])
+        weights = np.concatenate([np.full(B, 1. / B), np.full(B, 1. / B)])
+        if self.update_inputnorm_on_fit:
+            self.update_inputnorm(obs, a)
+        inputs = self._cast(obs, a, t)
+        for _ in range(self.adam_steps):
+            self._adamstep(*inputs, labels, weights)
+        loss = self._compute_loss(*inputs, labels, weights)
+        scores = self._compute_scores(*inputs)
+        accpi = float(np.mean(scores[:B] < 0))
+        accex = float(np.mean(scores[B:] > 0))
+        return [("rloss", loss), ("racc", 0.5 * (accpi + accex)), ("raccpi", accpi),
+                ("raccex", accex)]
+
+
+# ------------------------------------------------------------ apprenticeship-learning rewards
+
+class LinearReward(nn.Model):
+    """Linear reward w . phi(s, a) for the apprenticeship-learning baselines.
+
+    Features of standardized (obs, a): [o, a, (0.01 o)^2, (0.01 a)^2, (t, t^2, t^3 when time
+    is included), 1]; for discrete actions the obs features sit in the taken action's block.
+    `l2ball` (feature expectation matching): w = (mu_E - mu_pi) / ||mu_E - mu_pi||.
+    `simplex` (game-theoretic AL): features extended with their negatives; w picks the single
+    feature with the largest expert-minus-policy gap.
+    Rewards are shifted by a running bound so that they stay >= 0 (<= 0 with
+    favor_zero_expert_reward).
+    """
+
+    def __init__(self, obsfeat_space, action_space, mode, enable_inputnorm=True,
+                 favor_zero_expert_reward=False, include_time=False, time_scale=1.,
+                 varscope_name="LinearReward"):
+        if mode not in ("l2ball", "simplex"):
+            raise ValueError(f"unknown LinearReward mode {mode!r}")
+        self.mode = mode
+        self.update_inputnorm_on_fit = enable_inputnorm
+        self.obsfeat_space, self.action_space = obsfeat_space, action_space
+        self.discrete = isinstance(action_space, FiniteSpace)
+        self.Df, self.Da = obsfeat_space.storage_size, action_space.storage_size
+        self.favor_zero_expert_reward = favor_zero_expert_reward
+        self.include_time, self.time_scale = include_time, time_scale
+        Din = self.Df if self.discrete else self.Df + self.Da
+        with self.building(varscope_name):
+            with nn.variable_scope("inputnorm"):
+                self.inputnorm = (nn.Standardizer(Din) if enable_inputnorm
+                                  else nn.NoOpStandardizer(Din))
+            n_feat = self.features(np.zeros((1, self.Df)), np.zeros((1, self.Da)),
+                                   np.zeros(1)).shape[1]
+            n_w = 2 * n_feat if mode == "simplex" else n_feat
+            self.w = nn.get_variable("w", np.zeros(n_w), trainable=False)
+            self.bound = nn.get_variable("bound", np.array(np.nan), trainable=False)
+
+    def update_inputnorm(self, obsfeat_B_Df, a_B_Da):
+        x = obsfeat_B_Df if self.discrete else np.concatenate(
+            [obsfeat_B_Df, np.asarray(a_B_Da, dtype=floatX)], axis=1)
+        self.inputnorm.update(x)
+
+    def features(self, obsfeat_B_Df, a_B_Da, t_B):
+        B = len(obsfeat_B_Df)
+        obsfeat_B_Df = np.asarray(obsfeat_B_Df, dtype=floatX)
+        parts = []
+        if self.discrete:
+            z_B_Df = self.inputnorm.standardize(obsfeat_B_Df)
+            base_B_F = np.concatenate([z_B_Df, np.square(0.01 * z_B_Df)], axis=1)
+            a_B = np.asarray(a_B_Da).reshape(B, -1)[:, 0].astype(np.int64)
+            blocks = np.zeros((B, self.action_space.size, base_B_F.shape[1]))
+            blocks[np.arange(B), a_B] = base_B_F
+            parts.append(blocks.reshape(B, -1))
+        else:
+            z = self.inputnorm.standardize(np.concatenate(
+                [obsfeat_B_Df, np.asarray(a_B_Da, dtype=floatX)], axis=1))
+            zo, za = z[:, :self.Df], z[:, self.Df:]
+            parts += [zo, za, np.square(0.01 * zo), np.square(0.01 * za)]
+        if self.include_time:
+            ts = np.asarray(t_B, dtype=floatX)[:, None] * self.time_scale
+            parts += [ts, ts ** 2, ts ** 3]
+        parts.append(np.ones((B, 1)))
+        return np.concatenate(parts, axis=1)
+
+    def _raw_reward(self, obsfeat_B_Df, a_B_Da, t_B):
+        phi = self.features(obsfeat_B_Df, a_B_Da, t_B)
+        if self.mode == "simplex":
+            phi = np.concatenate([phi, -phi], axis=1)
+        return phi @ self.w.get_value()
+
+    def compute_reward(self, obsfeat_B_Df, a_B_Da, t_B):
+        r_B = self._raw_reward(obsfeat_B_Df, a_B_Da, t_B)
+        if len(r_B) == 0:
+            return r_B
+        bound = float(self.bound.get_value())
+        if self.favor_zero_expert_reward:
+            bound = max(bound, r_B.max()) if np.isfinite(bound) else r_B.max()
+        else:
+            bound = min(bound, r_B.min()) if np.isfinite(bound) else r_B.min()
+        self.bound.set_value(np.array(bound))
+        return r_B - bound
+
+    def fit(self, obsfeat_B_Df, a_B_Da, t_B, exobs_Bex_Do, exa_Bex_Da, ext_Bex, rng=None):
+        """Set w from the expert and policy feature expectations. Returns log fields: rloss is
+        the expert-minus-policy margin w . (mu_E - mu_pi) under the new w."""
+        if self.update_inputnorm_on_fit:
+            self.update_inputnorm(np.concatenate([obsfeat_B_Df, exobs_Bex_Do]),
+                                  np.concatenate([np.asarray(a_B_Da).reshape(len(obsfeat_B_Df), -1),
+                                                  np.asarray(exa_Bex_Da).reshape(len(exobs_Bex_Do),
+                                                                                 -1)]))
+        mu_pi = self.features(obsfeat_B_Df, a_B_Da, t_B).mean(axis=0)
+        mu_ex = self.features(exobs_Bex_Do, exa_Bex_Da, ext_Bex).mean(axis=0)
+        gap = mu_ex - mu_pi
+        if self.mode == "l2ball":
+            norm = np.linalg.norm(gap)
+            w = gap / norm if norm > 0 else np.zeros_like(gap)
+        else:
+            ext = np.concatenate([gap, -gap])
+            w = np.zeros_like(ext)
+            w[int(np.argmax(ext))] = 1.
+        self.w.set_value(w)
+        self.bound.set_value(np.array(np.nan))
+        # Start the running bound from both data sets so expert pairs also respect the sign.
+        self.compute_reward(exobs_Bex_Do, exa_Bex_Da, ext_Bex)
+        self.compute_reward(obsfeat_B_Df, a_B_Da, t_B)
+        margin = float(w @ (np.concatenate([gap, -gap]) if self.mode == "simplex" else gap))
+        return [("rloss", margin), ("racc", np.nan), ("raccpi", np.nan), ("raccex", np.nan)]
+
+
+# ---------------------------------------------------------------------- behavioural cloning
+
+class BehavioralCloningOptimizer:
+    """Supervised learning of the policy on expert pairs: 70/30 train/validation split,
+    Adam (lr 1e-3) on -mean log pi(a|s) over minibatches of 128. Every `eval_freq` steps:
+    validation loss, validation accuracy (discrete actions: argmax = expert action), and
+    rollouts for the true return."""
+
+    def __init__(self, mdp, policy, lr, batch_size, obsfeat_fn, ex_obs, ex_a, eval_sim_cfg,
+                 eval_freq, train_frac, rng):
+        self.mdp, self.policy, self.batch_size = mdp, policy, batch_size
+        self.obsfeat_fn, self.eval_sim_cfg, self.eval_freq = obsfeat_fn, eval_sim_cfg, eval_freq
+        self.rng = rng
+        feats = ex_obs if obsfeat_fn is None else obsfeat_fn(ex_obs)
+        n = len(feats)
+        perm = rng.permutation(n)
+        n_train = max(1, min(n - 1, int(round(train_frac * n)))) if n > 1 else n
+        self.train_obs, self.train_a = feats[perm[:n_train]], ex_a[perm[:n_train]]
+        self.val_obs, self.val_a = feats[perm[n_train:]], ex_a[perm[n_train:]]
+        self.step_fn = policy.bclone_step_function(lr)
+        self.total_steps = 0
+
+    def step(self):
+        """One Adam step on a random minibatch; returns the minibatch loss."""
+        n = len(self.train_obs)
+        idx = self.rng.choice(n, size=min(self.batch_size, n), replace=False)
+        loss = self.step_fn(np.asarray(self.train_obs[idx], dtype=floatX),
+                            self.policy._cast_actions(self.train_a[idx]))
+        self.total_steps += 1
+        return loss
+
+    def validation(self):
+        """(validation loss, validation accuracy) on the held-out pairs."""
+        if len(self.val_obs) == 0:
+            return np.nan, np.nan
+        loss = self.policy._compute_bclone_loss(np.asarray(self.val_obs, dtype=floatX),
+                                                self.policy._cast_actions(self.val_a))
+        if isinstance(self.policy.action_space, FiniteSpace):
+            pred = self.policy.sample_actions(self.val_obs, self.rng, deterministic=True)[0]
+            acc = float(np.mean(pred[:, 0] == np.asarray(self.val_a).reshape(-1)))
+        else:
+            acc = np.nan
+        return loss, acc
+
+    def evaluate(self, deterministic=True):
+        """Log fields at an evaluation point: losses, accuracy, rollouts' true return."""
+        valloss, valacc = self.validation()
+        trainloss = self.policy._compute_bclone_loss(
+            np.asarray(self.train_obs, dtype=floatX), self.policy._cast_actions(self.train_a))
+        with util.Timer() as t_sim:
+            batch = self.mdp.sim_mp(self.policy, self.obsfeat_fn, self.eval_sim_cfg, self.rng,
+                                    deterministic=deterministic)
+        return [("iter", self.total_steps), ("trueret", float(batch.returns.mean())),
+                ("trueret_std", float(batch.returns.std())),
+                ("avglen", int(round(batch.obs.lengths.mean()))), ("trainloss", trainloss),
+                ("valloss", valloss), ("valacc", valacc), ("tsamp", t_sim.dt)]
+
+
+# ---------------------------------------------------------------------------- the GAIL loop
+
+class ImitationOptimizer:
+    """One iteration of GAIL (or of an apprenticeship-learning baseline), in this order:
+
+    1. sample trajectories with the current policy;
+    2. rewards from the current reward function (+ policy entropy bonus -policy_ent_reg*logp);
+    3. GAE advantages with the value function;
+    4. TRPO step on the policy, then update the policy's observation standardizer;
+    5. fit the reward (discriminator): policy batch vs expert pairs;
+    6. recompute rewards with the updated reward function, recompute Q, fit the value function.
+    """
+
+    def __init__(self, mdp, discount, lam, policy, sim_cfg, step_func, reward_func, value_func,
+                 policy_obsfeat_fn, reward_obsfeat_fn, policy_ent_reg, ex_obs, ex_a, ex_t, rng):
+        self.mdp, self.discount, self.lam, self.policy = mdp, discount, lam, policy
+        self.sim_cfg, self.step_func = sim_cfg, step_func
+        self.reward_func, self.value_func = reward_func, value_func
+        self.policy_obsfeat_fn, self.reward_obsfeat_fn = policy_obsfeat_fn, reward_obsfeat_fn
+        self.policy_ent_reg = policy_ent_reg
+        self.ex_obs, self.ex_a, self.ex_t = ex_obs, ex_a, ex_t
+        self.ex_rfeat = ex_obs if reward_obsfeat_fn is None else reward_obsfeat_fn(ex_obs)
+        self.rng = rng
+        self.curr_iter = 0
+
+    def _rewards(self, batch, rfeat_N):
+        r_N = self.reward_func.compute_reward(rfeat_N, batch.a.stacked, batch.time.stacked)
+        if self.policy_ent_reg:
+            logp_N = self.policy.compute_action_logprobs(batch.obsfeat.stacked, batch.a.stacked)
+            r_N = r_N - self.policy_ent_reg * logp_N
+        return RaggedArray(stacked=r_N, lengths=batch.obs.lengths)
+
+    def step(self):
+        with util.Timer() as t_all:
+            with util.Timer() as t_sample:
+                batch = self.mdp.sim_mp(self.policy, self.policy_obsfeat_fn, self.sim_cfg,
+                                        self.rng)
+            rfeat_N = (batch.obs.stacked if self.reward_obsfeat_fn is None
+                       else self.reward_obsfeat_fn(batch.obs.stacked))
+            with util.Timer() as t_adv:
+                rewards = self._rewards(batch, rfeat_N)
+                adv, _, vf_r2, tbase_r2 = rl.compute_advantage(
+                    rewards, batch.obsfeat, batch.time, self.value_func, self.discount, self.lam)
+            with util.Timer() as t_step:
+                info = self.step_func(self.policy, batch.obsfeat.stacked, batch.a.stacked,
+                                      batch.adist.stacked, adv.stacked, self.rng)
+                self.policy.update_obsnorm(batch.obsfeat.stacked)
+            with util.Timer() as t_reward:
+                reward_fields = self.reward_func.fit(rfeat_N, batch.a.stacked, batch.time.stacked,
+                                                     self.ex_rfeat, self.ex_a, self.ex_t, self.rng)
+            with util.Timer() as t_vf:
+                vf_info = None
+                if self.value_func is not None:
+                    new_rewards = self._rewards(batch, rfeat_N)
+                    q = rl.compute_qvals(new_rewards, self.discount)
+                    vf_info = self.value_func.fit(batch.obsfeat.stacked, batch.time.stacked,
+                                                  q.stacked, self.rng)
+        fields = [("iter", self.curr_iter), ("trueret", float(batch.returns.mean())),
+                  ("iret", float(np.add.reduceat(rewards.stacked, rewards.boundaries[:-1]).mean())),
+                  ("avglen", int(round(batch.obs.lengths.mean()))), ("nsa", batch.num_sa),
+                  ("ent", float(self.policy.compute_entropy(batch.adist.stacked).mean())),
+                  ("vf_r2", vf_r2), ("tbase_r2", tbase_r2)]
+        fields += rl.ngstep_log_fields(info)
+        fields += reward_fields
+        if vf_info is not None:
+            fields += rl.ngstep_log_fields(vf_info, prefix="vf_")
+        fields += [("tsamp", t_sample.dt), ("tadv", t_adv.dt), ("tstep", t_step.dt),
+                   ("treward", t_reward.dt), ("tvf", t_vf.dt), ("ttotal", t_all.dt)]
+        self.curr_iter += 1
+        return fields

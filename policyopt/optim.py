@@ -1,0 +1,108 @@
+"""The natural-gradient step shared by TRPO and the value function.
+
+maximize obj(x) subject to KL(x0, x) <= max_kl, with KL's Hessian H at x0 known only through
+Hessian-vector products:
+
+1. solve (H + damping I) s = g by conjugate gradient (SciPy, at most 10 iterations);
+2. scale s to the trust-region boundary of the damped quadratic model:
+   fullstep = s / sqrt(0.5 s^T (H + damping I) s / max_kl + 1e-8);
+3. backtrack along fullstep (halving, at most 10 tries) on the true objective, treating
+   KL > 2 max_kl as objective -inf (a hard wall), until the improvement is positive and at
+   least 0.1 x the linear prediction g . step.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse.linalg
+
+
+@dataclass
+class NGStepInfo:
+    """What one natural-gradient step did (logged as dl, kl, gnorm, bt, dx)."""
+
+    obj0: float
+    obj1: float
+    kl1: float
+    gnorm: float
+    dx: float
+    bt: int  # backtracking steps taken (max_backtracks + 1 when no step was accepted)
+    accepted: bool
+    reason: str = ""
+
+    @property
+    def dl(self):
+        return self.obj1 - self.obj0
+
+
+def conjugate_gradient(Avp_func, b_P, max_iter=10, residual_tol=1e-10):
+    """Approximately solve A x = b for symmetric positive-definite A given by A v products.
+
+    Uses scipy.sparse.linalg.cg from x = 0 (one product per iteration)."""
+    n = b_P.shape[0]
+    A = scipy.sparse.linalg.LinearOperator((n, n), matvec=lambda v: Avp_func(np.ravel(v)),
+                                           dtype=np.float64)
+    bnorm = float(np.linalg.norm(b_P))
+    atol = np.sqrt(residual_tol) if bnorm > 0 else 0.
+    x_P, _ = scipy.sparse.linalg.cg(A, b_P, rtol=0., atol=atol, maxiter=max_iter)
+    return x_P
+
+
+def linesearch(f, x0_P, fullstep_P, expected_improve_rate, obj0, max_backtracks=10,
+               accept_ratio=0.1, shrink=0.5):
+    """Backtracking line search for a maximization. `f(x)` returns the objective (-inf allowed
+    for rejected points). Returns (accepted, x, obj, n_backtracks)."""
+    for k in range(max_backtracks):
+        frac = shrink ** k
+        x_P = x0_P + frac * fullstep_P
+        if not np.all(np.isfinite(x_P)):
+            continue
+        obj = f(x_P)
+        actual = obj - obj0
+        expected = expected_improve_rate * frac
+        if np.isfinite(obj) and actual > 0 and actual >= accept_ratio * expected:
+            return True, x_P, obj, k
+    return False, x0_P, obj0, max_backtracks
+
+
+def ngstep(x0_P, objgrad0_P, obj_and_kl_func, hvpx0_func, max_kl, damping, max_cg_iter=10,
+           max_backtracks=10):
+    """One trust-region natural-gradient step (see the module docstring).
+
+    obj_and_kl_func(x) -> (obj, kl): objective to maximize and KL(x0, x);
+    hvpx0_func(v) -> H v with H the Hessian of the KL at x0.
+    Returns (x_P, NGStepInfo); x_P is x0_P when no step was taken.
+    """
+    x0_P = np.asarray(x0_P, dtype=np.float64)
+    g_P = np.asarray(objgrad0_P, dtype=np.float64)
+    obj0, kl0 = obj_and_kl_func(x0_P)
+    assert abs(kl0) <= 1e-8 * max(1., abs(max_kl)), f"KL at x0 must be 0, got {kl0}"
+    gnorm = float(np.linalg.norm(g_P))
+    if not np.all(np.isfinite(g_P)):
+        return x0_P, NGStepInfo(obj0, obj0, 0., gnorm, 0., 0, False, "non-finite gradient")
+    if np.abs(g_P).max(initial=0.) < 1e-6:
+        return x0_P, NGStepInfo(obj0, obj0, 0., gnorm, 0., 0, False, "zero gradient")
+
+    def damped_hvp(v_P):
+        return hvpx0_func(v_P) + damping * v_P
+
+    s_P = conjugate_gradient(damped_hvp, g_P, max_iter=max_cg_iter)
+    shs = 0.5 * s_P.dot(damped_hvp(s_P))
+    if not (np.isfinite(shs) and shs > 0):
+        return x0_P, NGStepInfo(obj0, obj0, 0., gnorm, 0., 0, False, "non-positive curvature")
+    fullstep_P = s_P / np.sqrt(shs / max_kl + 1e-8)
+    expected_improve_rate = g_P.dot(fullstep_P)
+
+    kls = {}
+
+    def walled_obj(x_P):
+        obj, kl = obj_and_kl_func(x_P)
+        kls[x_P.tobytes()] = kl
+        return -np.inf if not np.isfinite(kl) or kl > 2. * max_kl else obj
+
+    accepted, x_P, obj1, bt = linesearch(walled_obj, x0_P, fullstep_P, expected_improve_rate,
+                                         obj0, max_backtracks=max_backtracks)
+    if not accepted:
+        return x0_P, NGStepInfo(obj0, obj0, 0., gnorm, 0., bt + 1, False,
+                                "line search found no acceptable step")
+    return x_P, NGStepInfo(obj0, obj1, float(kls[x_P.tobytes()]), gnorm,
+                           float(np.linalg.norm(x_P - x0_P)), bt, True)

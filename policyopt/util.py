@@ -1,0 +1,91 @@
+"""Small numeric and bookkeeping helpers shared by the algorithms."""
+import contextlib
+import os
+import sys
+import time
+
+import numpy as np
+import scipy.signal
+
+
+def discount(x_B_T, gamma):
+    """Discounted cumulative sums along the last axis, right to left:
+    y[..., t] = sum_{k >= t} gamma^(k-t) x[..., k].
+
+    Rows of a right-padded (zero-filled) 2-D array are discounted independently: padding after
+    a trajectory's end contributes nothing.
+    """
+    x = np.asarray(x_B_T, dtype=np.float64)
+    return scipy.signal.lfilter([1.], [1., -gamma], x[..., ::-1], axis=-1)[..., ::-1]
+
+
+def explained_variance(ypred_N, y_N):
+    """R^2 = 1 - Var[y - ypred] / Var[y]; NaN when Var[y] is 0."""
+    vary = np.var(y_N)
+    return np.nan if vary == 0 else 1. - np.var(y_N - ypred_N) / vary
+
+
+def categorical_entropy(probs_B_A):
+    """-sum p log p per row (0 log 0 = 0)."""
+    p = np.asarray(probs_B_A)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log(p), 0.).sum(axis=-1)
+
+
+def gaussian_entropy(stdevs_B_D):
+    """Entropy of a diagonal Gaussian per row: sum log s + D/2 log(2 pi e)."""
+    s = np.asarray(stdevs_B_D)
+    return np.log(s).sum(axis=-1) + 0.5 * s.shape[-1] * np.log(2 * np.pi * np.e)
+
+
+class Timer:
+    """Context manager measuring wall time in `.dt` seconds."""
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.dt = time.perf_counter() - self.t0
+
+
+def header(s, file=None):
+    """Print a section header line."""
+    print(f"\n=== {s} ===", file=file or sys.stdout, flush=True)
+
+
+def fsync_dir(path):
+    """fsync the directory holding `path` so a rename in it survives a crash."""
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path, copy_existing=False):
+    """Yield a temporary path next to `path`; on success it replaces `path` atomically.
+
+    With `copy_existing` the temporary starts as a copy of `path` (to append to it). A crash at
+    any moment leaves either the old file or the new one, never a torn one.
+    """
+    import shutil
+
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        if copy_existing and os.path.exists(path):
+            shutil.copyfile(path, tmp)
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,87 @@
+#!/usr/bin/env python
+"""Sample an expert dataset from a policy snapshot (the dataset format of SPEC section 6).
+
+    python scripts/sample_expert.py ../shared/expert_policies/classic/CartPole-v0.h5/snapshots/iter0000100 \\
+        --num_trajs 10 --out cartpole.h5
+
+The file records env_name (and obs_adapter), the source policy, seed, returns and the command.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from imitation import cli  # noqa: E402
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("policy", help="FILE.h5/snapshots/iterNNNNNNN (FILE.h5 alone: last snapshot)")
+    p.add_argument("--out", required=True, help="dataset file to write (must not exist)")
+    p.add_argument("--num_trajs", type=cli.positive_int, required=True)
+    p.add_argument("--env_name", help="default: the env_name stored with the policy")
+    p.add_argument("--obs_adapter", default=None, help="legacy observation adapter")
+    p.add_argument("--max_traj_len", type=cli.positive_int, default=None)
+    p.add_argument("--deterministic", action="store_true",
+                   help="act with the mean/mode (the paper's datasets use the stochastic expert)")
+    p.add_argument("--data_subsamp_freq", type=cli.positive_int, default=None,
+                   help="record this subsampling frequency as the dataset's default")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    cli.add_common_args(p)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    cli.setup_backend(args)
+    if os.path.exists(args.out) and not args.force:
+        raise cli.UserError(f"--out {args.out} already exists (pass --force to overwrite)")
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        raise cli.UserError(f"--out {args.out}: directory {out_dir} does not exist")
+    sample_dataset(args.policy, args.out, args.num_trajs, env_name=args.env_name,
+                   obs_adapter=args.obs_adapter, max_traj_len=args.max_traj_len,
+                   deterministic=args.deterministic, seed=args.seed,
+                   num_workers=args.num_workers, data_subsamp_freq=args.data_subsamp_freq)
+
+
+def sample_dataset(policy_string, out, num_trajs, env_name=None, obs_adapter=None,
+                   max_traj_len=None, deterministic=False, seed=0, num_workers=None,
+                   data_subsamp_freq=None, verbose=True):
+    """Roll out a snapshot and write the dataset; returns the sampled TrajBatch."""
+    import numpy as np
+
+    from imitation.data import command_line, write_dataset
+    from imitation.envs import GymMDP
+    from imitation.snapshots import (assert_finite_params, check_policy_fits, env_name_from_args,
+                                     load_policy)
+    from policyopt import SimConfig
+
+    policy, key, fargs = load_policy(policy_string)
+    assert_finite_params(policy, policy_string)
+    env_name = env_name or env_name_from_args(fargs)
+    if not env_name:
+        raise cli.UserError("the snapshot records no env_name; pass --env_name")
+    mdp = GymMDP(env_name, obs_adapter=obs_adapter, max_traj_len=max_traj_len,
+                 num_workers=num_workers)
+    check_policy_fits(policy, mdp)
+    batch = mdp.sim_mp(policy, None, SimConfig(min_num_trajs=num_trajs, min_total_sa=-1),
+                       np.random.default_rng(seed), deterministic=deterministic)
+    mdp.close()
+    rets = batch.returns
+    write_dataset(out, batch, {
+        "env_name": env_name, "obs_adapter": mdp.spec.adapter.name if mdp.spec.adapter else None,
+        "gym_id": mdp.spec.gym_id, "source_policy": policy_string, "seed": int(seed),
+        "deterministic": int(deterministic), "num_trajs": int(len(batch)),
+        "return_mean": float(rets.mean()), "return_std": float(rets.std()),
+        "data_subsamp_freq": data_subsamp_freq, "command": command_line()})
+    if verbose:
+        print(f"wrote {out}: {len(batch)} trajectories, {batch.num_sa} transitions, "
+              f"return {rets.mean():.2f} +/- {rets.std():.2f}")
+    return batch
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

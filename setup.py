@@ -1,0 +1,35 @@
+"""Install policyopt (the algorithms) and imitation (the experiment layer).
+
+    pip install -e .            # library + scripts' dependencies
+    pip install -e .[test]      # + pytest
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="policyopt",
+    version="0.1.0",
+    description="GAIL and TRPO (Ho & Ermon 2016) on PyTensor graphs compiled to C",
+    python_requires=">=3.11",
+    packages=find_packages(include=["policyopt", "policyopt.*", "imitation", "imitation.*"]),
+    package_data={"imitation": ["pipelines/*.yaml"]},
+    install_requires=[
+        "numpy>=1.26",
+        "scipy>=1.12",
+        "pytensor>=2.30",
+        "gymnasium[mujoco]>=1.0",
+        "h5py>=3.9",
+        "tables>=3.9",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "dask[distributed]>=2024.1",
+        "threadpoolctl>=3.1",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "numba": ["numba>=0.59"],
+        "jax": ["jax>=0.4.30"],
+        "cluster": ["dask-jobqueue>=0.8"],
+        "video": ["imageio[ffmpeg]>=2.30"],
+    },
+)

@@ -1,0 +1,257 @@
+"""The compile backend: C VM linker, a real BLAS behind the matrix products, the FastTanh kernel."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+
+import policyopt
+from policyopt import backend, cops, thutil
+
+BLAS_OPS = {"Dot22", "Gemm", "Dot22Scalar", "CGemv", "Gemv"}
+
+requires_c = pytest.mark.skipif(
+    os.environ.get(backend.BACKEND_ENV_VAR, "c").strip().lower() not in ("", "c"),
+    reason="POLICYOPT_BACKEND selects a non-C backend")
+
+
+def _module_file(node):
+    """Path of the compiled shared library PyTensor's module cache holds for one node."""
+    from pytensor.graph.fg import FunctionGraph
+    from pytensor.link.c.basic import CLinker
+    from pytensor.link.c.cmodule import get_module_cache
+
+    cl = CLinker().accept(FunctionGraph(node.inputs, node.outputs))
+    key = cl.cmodule_key()
+    return get_module_cache(pytensor.config.compiledir).entry_from_key[key]
+
+
+def _run_python(code, compiledir, timeout=240):
+    env = dict(os.environ)
+    env["PYTENSOR_FLAGS"] = f"compiledir={compiledir}"
+    env.pop(backend.BACKEND_ENV_VAR, None)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _last_json(stdout):
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@requires_c
+def test_compiled_graphs_use_c_vm_and_blas(rng):
+    assert backend.get_backend() == "c"
+    assert pytensor.config.blas__ldflags.strip() != ""
+    assert backend.blas_status.source not in ("none found", "not configured", "no C++ compiler")
+    assert backend.blas_status.ldflags == pytensor.config.blas__ldflags
+
+    A, B = pt.matrix("A"), pt.matrix("B")
+    v = pt.vector("v")
+    f = thutil.function([A, B, v], [pt.dot(A, B), pt.dot(A, v)])
+    X, Y, z = rng.normal(size=(4, 3)), rng.normal(size=(3, 5)), rng.normal(size=3)
+    out_mm, out_mv = f(X, Y, z)
+    np.testing.assert_allclose(out_mm, X @ Y, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(out_mv, X @ z, rtol=1e-13, atol=1e-14)
+
+    nodes = f.fn.maker.fgraph.toposort()
+    op_names = {type(n.op).__name__ for n in nodes}
+    assert op_names & BLAS_OPS, op_names
+    assert "CGemv" in op_names or "Gemv" in op_names, op_names
+
+    linker = f.fn.maker.linker
+    assert "VM" in type(linker).__name__
+    assert getattr(linker, "use_cloop", False)  # the C loop (CVM), not the Python VM
+    assert type(f.fn.vm).__name__ == "CVM"
+    assert len(f.fn.vm.thunks) == len(nodes)
+    for node, thunk in zip(f.fn.vm.nodes, f.fn.vm.thunks):
+        if type(node.op).__name__ in BLAS_OPS:
+            assert hasattr(thunk, "cthunk"), f"{node.op} runs a Python thunk"
+
+    # the shared library of the matrix-product op is linked to a BLAS
+    if shutil.which("ldd") is None:
+        pytest.skip("ldd not available")
+    blas_node = next(n for n in nodes if type(n.op).__name__ in {"Dot22", "Gemm", "Dot22Scalar"})
+    so = _module_file(blas_node)
+    assert os.path.exists(so)
+    ldd = subprocess.run(["ldd", so], capture_output=True, text=True).stdout
+    blas_lines = [l for l in ldd.splitlines() if any(k in l for k in ("blas", "mkl", "blis"))]
+    assert blas_lines, ldd
+    assert all("not found" not in l for l in blas_lines), ldd
+
+
+@requires_c
+def test_cold_cache_import_links_blas(tmp_path):
+    res = _run_python("""
+        import json
+        import numpy as np
+        import pytensor, pytensor.tensor as pt
+        import policyopt
+        from policyopt import backend, thutil
+        ok = False
+        A = pt.matrix("A")
+        f = thutil.function([A], pt.dot(A, A.T))
+        x = np.arange(12.).reshape(3, 4)
+        ok = bool(np.allclose(f(x), x @ x.T))
+        ops = [type(n.op).__name__ for n in f.fn.maker.fgraph.toposort()]
+        print(json.dumps({"ldflags": pytensor.config.blas__ldflags,
+                          "source": backend.blas_status.source, "ok": ok, "ops": ops}))
+    """, tmp_path / "compiledir")
+    assert res.returncode == 0, res.stderr
+    info = _last_json(res.stdout)
+    assert info["ldflags"].strip(), info
+    assert info["source"] != "none found"
+    assert info["ok"]
+    assert set(info["ops"]) & BLAS_OPS, info["ops"]
+    assert "could not link to a BLAS" not in res.stderr, res.stderr
+    assert "NumPy C-API based implementation for BLAS" not in res.stderr, res.stderr
+    assert "no BLAS library could be linked" not in res.stderr, res.stderr
+    # the verdict was cached in the fresh compile directory
+    assert (tmp_path / "compiledir" / "policyopt_blas.json").exists()
+
+
+@requires_c
+def test_scipy_bundled_openblas_route(tmp_path):
+    res = _run_python("""
+        import json, shutil, subprocess
+        import numpy as np
+        import pytensor, pytensor.tensor as pt
+        from policyopt import backend, thutil
+        cands = backend._scipy_openblas_candidate()
+        if not cands:
+            print(json.dumps({"skip": "SciPy bundles no LP64 OpenBLAS"}))
+            raise SystemExit(0)
+        name, flags, lib = cands[0]
+        if not backend._try_link(flags):
+            print(json.dumps({"linked": False, "lib": lib}))
+            raise SystemExit(0)
+        pytensor.config.blas__ldflags = " ".join(flags)
+        A, B = pt.matrices("A", "B")
+        v = pt.vector("v")
+        f = thutil.function([A, B, v], [pt.dot(A, B), pt.dot(A, v)])
+        rng = np.random.default_rng(1)
+        X, Y, z = rng.normal(size=(5, 7)), rng.normal(size=(7, 3)), rng.normal(size=7)
+        mm, mv = f(X, Y, z)
+        nodes = f.fn.maker.fgraph.toposort()
+        ldd = ""
+        if shutil.which("ldd"):
+            from pytensor.graph.fg import FunctionGraph
+            from pytensor.link.c.basic import CLinker
+            from pytensor.link.c.cmodule import get_module_cache
+            node = next(n for n in nodes if type(n.op).__name__ == "Dot22")
+            key = CLinker().accept(FunctionGraph(node.inputs, node.outputs)).cmodule_key()
+            so = get_module_cache(pytensor.config.compiledir).entry_from_key[key]
+            ldd = subprocess.run(["ldd", so], capture_output=True, text=True).stdout
+        print(json.dumps({
+            "linked": True, "lib": lib,
+            "mm_err": float(np.abs(mm - X @ Y).max()), "mv_err": float(np.abs(mv - X @ z).max()),
+            "ops": [type(n.op).__name__ for n in nodes], "ldd": ldd}))
+    """, tmp_path / "compiledir")
+    assert res.returncode == 0, res.stderr
+    info = _last_json(res.stdout)
+    if "skip" in info:
+        pytest.skip(info["skip"])
+    assert info["linked"], f"the SciPy OpenBLAS candidate {info['lib']} failed the dgemm test"
+    assert "Dot22" in info["ops"], info["ops"]
+    assert info["mm_err"] < 1e-13 and info["mv_err"] < 1e-13, info
+    if info["ldd"]:
+        assert os.path.basename(info["lib"]) in info["ldd"], info["ldd"]
+    assert "NumPy C-API based implementation for BLAS" not in res.stderr, res.stderr
+
+
+@requires_c
+def test_fast_tanh_rewrite_and_gradient(rng):
+    x = pt.matrix("x")
+    f = thutil.function([x], pt.tanh(x))
+    ops = [n.op for n in f.fn.maker.fgraph.toposort()]
+    assert any(isinstance(op, cops.FastTanh) for op in ops), ops
+    assert not any(type(op).__name__ == "Elemwise" and "Tanh" in type(op.scalar_op).__name__
+                   for op in ops), ops
+
+    X = rng.normal(scale=3., size=(37, 11))
+    X[0, :6] = [0., -0., 1e-12, -1e-12, 25., -25.]
+    X[1, :4] = [710., -710., 19.0, -19.0]
+    np.testing.assert_allclose(f(X), np.tanh(X), rtol=0, atol=1e-14)
+    # non-contiguous inputs: a transposed view and a strided slice
+    np.testing.assert_allclose(f(X.T), np.tanh(X.T), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(f(X[::2, ::3]), np.tanh(X[::2, ::3]), rtol=0, atol=1e-14)
+    # repeated calls with a different shape reuse/reallocate the output correctly
+    np.testing.assert_allclose(f(X[:3]), np.tanh(X[:3]), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(f(X), np.tanh(X), rtol=0, atol=1e-14)
+
+    g = thutil.function([x], pytensor.grad(pt.tanh(x).sum(), x))
+    np.testing.assert_allclose(g(X), 1. - np.tanh(X) ** 2, rtol=0, atol=1e-14)
+
+    # float32 goes through the same kernel (tanhf)
+    x32 = pt.fmatrix("x32")
+    f32 = thutil.function([x32], pt.tanh(x32))
+    assert any(isinstance(n.op, cops.FastTanh) for n in f32.fn.maker.fgraph.toposort())
+    X32 = X.astype(np.float32)
+    out32 = f32(X32)
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32, np.tanh(X32.astype(np.float64)), rtol=0, atol=1e-6)
+
+
+def test_set_backend_rejects_unknown_name():
+    before = backend.get_backend()
+    with pytest.raises(ValueError):
+        backend.set_backend("nope")
+    assert backend.get_backend() == before
+
+
+def test_backend_from_environment(monkeypatch):
+    monkeypatch.setattr(backend, "_backend", None)
+    monkeypatch.setenv(backend.BACKEND_ENV_VAR, " C ")
+    assert backend.get_backend() == "c"
+    monkeypatch.setattr(backend, "_backend", None)
+    monkeypatch.setenv(backend.BACKEND_ENV_VAR, "bogus")
+    with pytest.raises(ValueError):
+        backend.get_backend()
+    monkeypatch.setattr(backend, "_backend", None)
+    monkeypatch.delenv(backend.BACKEND_ENV_VAR)
+    assert backend.get_backend() == "c"
+
+
+def test_package_import_configured_blas():
+    # importing policyopt configured BLAS exactly once, before anything was compiled
+    assert policyopt.backend.blas_status.source != "not configured"
+
+
+def test_scipy_openblas_flags_raise_no_pytensor_library_warning(caplog):
+    import logging
+
+    from pytensor.tensor import blas
+
+    cands = backend._scipy_openblas_candidate()
+    if not cands:
+        pytest.skip("SciPy bundles no LP64 OpenBLAS")
+    flags = " ".join(cands[0][1])
+    logger = logging.getLogger("pytensor.tensor.blas")
+    handler = logging.Handler()
+    records = []
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        # unwrap functools.cache: parse afresh, exactly as PyTensor does when compiling a Dot22
+        blas._ldflags.__wrapped__(ldflags_str=flags, libs=False, flags=False, libs_dir=True,
+                                  include_dir=False)
+    finally:
+        logger.removeHandler(handler)
+    msgs = [r.getMessage() for r in records]
+    assert not any("did not find a dynamic library" in m for m in msgs), msgs
+
+
+@requires_c
+def test_fast_tanh_module_leaves_process_fp_mode_alone():
+    x = pt.matrix("x")
+    f = thutil.function([x], pt.tanh(x))
+    assert any(isinstance(n.op, cops.FastTanh) for n in f.fn.maker.fgraph.toposort())
+    f(np.zeros((1, 1)))
+    # IEEE gradual underflow: 1e-300 * 1e-10 is the subnormal 1e-310, not 0
+    assert np.float64(1e-300) * np.float64(1e-10) > 0.
+    assert np.array([1e-310]) * 1.0 > 0.
