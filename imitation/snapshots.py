@@ -142,3 +142,21 @@ def policy_summary(policy):
 def assert_finite_params(policy, path):
     if not np.all(np.isfinite(policy.get_params())):
         raise UserError(f"{path}: the snapshot's parameters contain NaN or inf")
+
+
+def export_policy(policy_string, out, extra_attrs=None):
+    """Write a compact policy file: the run's `args` and the one snapshot's policy variables
+    (same layout, so `FILE.h5/snapshots/iterNNNNNNN` strings keep working). Atomic."""
+    import h5py
+
+    from policyopt.util import atomic_write
+
+    policy, key, args = load_policy(policy_string)
+    with atomic_write(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["args"] = json.dumps(args, sort_keys=True, indent=1)
+            f.attrs["source"] = policy_string
+            for k, v in (extra_attrs or {}).items():
+                f.attrs[k] = v
+            policy.save_h5(f, key)
+    return key

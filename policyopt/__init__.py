@@ -3,7 +3,8 @@
 This module holds the data types the algorithms pass around: observation/action spaces,
 trajectories and ragged batches of them, the sampling configuration, and the MDP interface.
 
-Importing the package links PyTensor's C backend to a real BLAS (see `policyopt.backend`).
+Importing the package links PyTensor's C backend to a real BLAS and runs the BLAS copies inside
+NumPy's and SciPy's wheels single-threaded (see `policyopt.backend`).
 """
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ import numpy as np
 from policyopt import backend as _backend
 
 _backend.configure_blas()
+_backend.limit_numpy_blas_threads()
 
 
 # ----------------------------------------------------------------------------------- spaces
@@ -161,8 +163,8 @@ class TrajBatch:
     @property
     def returns(self):
         """Undiscounted return of every trajectory."""
-        return np.add.reduceat(self.r.stacked, self.r.boundaries[:-1]) if len(self) else \
-            np.zeros(0)
+        traj_N, _ = self.r.row_index
+        return np.bincount(traj_N, weights=self.r.stacked, minlength=len(self))
 
 
 @dataclass

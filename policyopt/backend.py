@@ -220,6 +220,31 @@ def _apply(ldflags, source):
             RuntimeWarning, stacklevel=3)
 
 
+def limit_numpy_blas_threads():
+    """Run the OpenBLAS copies inside NumPy's and SciPy's wheels single-threaded.
+
+    A process here holds up to three OpenBLAS thread pools (NumPy's, SciPy's, and the one
+    PyTensor links), and each pool's idle threads spin for a while after every call. On a
+    2-core machine the pools then starve each other: a conjugate-gradient step's 10k-element
+    dot products took milliseconds instead of microseconds. NumPy and SciPy only see small
+    vectors on the hot paths (CG, line search, bookkeeping); the big matrix products run inside
+    the compiled graphs, whose BLAS keeps its threads. Returns {library path: threads}.
+    """
+    try:
+        import scipy.linalg  # noqa: F401  (loads SciPy's BLAS so that it can be limited)
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return {}
+    pytensor_lib = blas_status.source == "SciPy's bundled OpenBLAS"
+    out = {}
+    for lib in ThreadpoolController().lib_controllers:
+        path = lib.filepath or ""
+        if "numpy.libs" in path or ("scipy.libs" in path and not pytensor_lib):
+            lib.set_num_threads(1)
+        out[path] = lib.num_threads
+    return out
+
+
 # --------------------------------------------------------------------------- compile backend
 
 _backend = None

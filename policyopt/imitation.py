@@ -365,7 +365,8 @@ class ImitationOptimizer:
                     vf_info = self.value_func.fit(batch.obsfeat.stacked, batch.time.stacked,
                                                   q.stacked, self.rng)
         fields = [("iter", self.curr_iter), ("trueret", float(batch.returns.mean())),
-                  ("iret", float(np.add.reduceat(rewards.stacked, rewards.boundaries[:-1]).mean())),
+                  ("iret", float(np.bincount(rewards.row_index[0], weights=rewards.stacked,
+                                             minlength=len(rewards)).mean())),
                   ("avglen", int(round(batch.obs.lengths.mean()))), ("nsa", batch.num_sa),
                   ("ent", float(self.policy.compute_entropy(batch.adist.stacked).mean())),
                   ("vf_r2", vf_r2), ("tbase_r2", tbase_r2)]

@@ -147,7 +147,8 @@ def main(argv=None):
             n_evals = (args.max_iter - 1) // args.bclone_eval_freq + 1
 
             def bclone_block():
-                # block k ends at Adam step k * eval_freq (block 0: the first step)
+                # Block k ends after Adam step k * eval_freq + 1 (block 0: after the first step);
+                # its log row and snapshot are both labelled with the number of steps done.
                 target = len(log_steps) * args.bclone_eval_freq + 1
                 while opt.total_steps < min(target, args.max_iter):
                     opt.step()
@@ -157,7 +158,7 @@ def main(argv=None):
             log_steps = []
             train_loop(bclone_block, log, [policy], n_evals, save_freq=1,
                        print_freq=args.print_freq,
-                       snapshot_label=lambda it: log_steps[it] - 1)
+                       snapshot_label=lambda it: log_steps[it])
             return
 
         time_scale = 1. / mdp.horizon(args.max_traj_len)
