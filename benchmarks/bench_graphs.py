@@ -192,6 +192,19 @@ def blas_threads():
     return ", ".join(f"{os.path.basename(i['filepath'])}={i['num_threads']}" for i in info)
 
 
+def give_numpy_its_blas_threads(n):
+    """`import policyopt` runs NumPy's bundled OpenBLAS single-threaded (see
+    policyopt.backend.limit_numpy_blas_threads); the NumPy reference here gets the threads a
+    standalone NumPy program would have."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return
+    for lib in ThreadpoolController().lib_controllers:
+        if "numpy.libs" in (lib.filepath or ""):
+            lib.set_num_threads(n)
+
+
 def timed(fn, *args):
     t0 = time.perf_counter()
     fn(*args)
@@ -215,6 +228,7 @@ def main(argv=None):
         ap.error("--rows and --repeats must be >= 1")
 
     policy, obs, a, prop, adist, adv, v_P = make_problem(args.rows, args.seed)
+    give_numpy_its_blas_threads(args.threads or os.cpu_count())
     npol = NumpyPolicy(policy)
     # the flat parameter order the NumPy code assumes (asserted in NumpyPolicy), for the record
     print("flat parameter order: " + ", ".join(f"{n} {s}" for n, s in zip(npol.names, npol.shapes)),
