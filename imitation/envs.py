@@ -415,3 +415,25 @@ def default_batch_size(min_sa, min_trajs, horizon, num_workers):
         per_worker = min_sa / num_workers
         return int(np.clip(per_worker // max(min(horizon, 1000), 1), 1, 8))
     return int(np.clip(math.ceil(max(min_trajs, 1) / num_workers), 1, 8))
+
+
+def sample_random_returns(env_name, obs_adapter, num_trajs, seed):
+    """Returns and lengths of `num_trajs` episodes of uniformly random actions (the 'random'
+    end of the paper's normalized scores)."""
+    spec = resolve_env(env_name, obs_adapter)
+    env = spec.make()
+    env.action_space.seed(seed)
+    rng = np.random.default_rng(seed)
+    rets, lens = [], []
+    try:
+        for _ in range(num_trajs):
+            env.reset(seed=int(rng.integers(2 ** 31 - 1)))
+            total, n, done = 0., 0, False
+            while not done:
+                _, r, terminated, truncated, _ = env.step(env.action_space.sample())
+                total, n, done = total + r, n + 1, terminated or truncated
+            rets.append(total)
+            lens.append(n)
+    finally:
+        env.close()
+    return np.array(rets), np.array(lens)

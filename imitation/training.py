@@ -30,7 +30,8 @@ def train_loop(step_fn, log, models, max_iter, save_freq, print_freq=1, start_it
             row = step_fn()
             log.write(row, print_=(it % print_freq == 0 or it == max_iter - 1))
             if it % save_freq == 0 or it == max_iter - 1 or interrupted:
-                log.save(snapshot_label(it) if snapshot_label else it, models, extra_state)
+                log.save(snapshot_label(it) if snapshot_label else it, models, extra_state,
+                         finished=it == max_iter - 1)
             if interrupted:
                 if log.filename:
                     print(f"saved a snapshot to {log.filename}", file=sys.stderr)

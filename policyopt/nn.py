@@ -406,10 +406,11 @@ class TrainingLog:
               flush=True)
         self.num_printed += 1
 
-    def save(self, snapshot_iter=None, models=(), extra=None):
+    def save(self, snapshot_iter=None, models=(), extra=None, finished=False):
         """Append the buffered rows, and when `snapshot_iter` is given write every model in
         `models` under ``snapshots/iter%07d``; `extra(h5file)` may write more (e.g. resume
-        state). All in one atomic replace of the file."""
+        state); `finished` marks the run complete (root attribute `finished`). All in one
+        atomic replace of the file."""
         if not self.filename:
             self.pending = []
             return
@@ -438,6 +439,7 @@ class TrainingLog:
                     table.flush()
                 f.root._v_attrs.args = json.dumps(self.attrs, sort_keys=True, indent=1,
                                                   default=str)
+                f.root._v_attrs.finished = int(finished)
             with h5py.File(tmp, "a") as f:
                 if snapshot_iter is not None:
                     key = "snapshots/iter%07d" % snapshot_iter

@@ -1,0 +1,437 @@
+"""The paper's experimental protocol (SPEC section 7) as phases over a YAML spec.
+
+  0_sampletrajs  sample each task's full expert dataset from the expert policy the spec names
+  1_train        every task x algorithm x dataset size x run: one `imitate_mj.py` run each
+  2_eval         evaluate every trained policy (and a random policy per task); results table
+  3_report       the results beside the published ones, normalized scores, and a figure
+
+Training and evaluation jobs are independent processes executed through dask.distributed: a
+LocalCluster (one worker per core) by default, an existing scheduler (`--scheduler`), or
+PBS/SLURM through dask-jobqueue. A job whose log is already finished is skipped, so an
+interrupted phase can simply be run again.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import yaml
+
+from imitation.cli import UserError
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEC_DIR = os.path.join(REPO_ROOT, "imitation", "pipelines")
+OWN_EXPERTS_DIR = os.path.join(REPO_ROOT, "expert_trajs", "policies")
+ORIGINAL_EXPERTS_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared",
+                                                     "expert_policies"))
+PHASES = ("0_sampletrajs", "1_train", "2_eval", "3_report")
+
+
+# ------------------------------------------------------------------------------------ spec
+
+@dataclass
+class Task:
+    name: str
+    env: str                      # environment for the original expert (may be a legacy id)
+    expert: str                   # original expert, relative to the experts directory
+    own_expert: str = None        # the project's own expert, relative to expert_trajs/policies
+    own_env: str = None           # environment for the project's own expert (default: env)
+    data_subsamp_freq: int = 20
+    favor_zero_expert_reward: int = 0
+
+
+@dataclass
+class Spec:
+    suite: str
+    tasks: list
+    full_num_trajs: int
+    num_trajs: list
+    runs: int
+    algorithms: dict              # name -> list of imitate_mj.py arguments
+    eval_num_trajs: int = 50
+    deterministic_expert: bool = False
+    job_num_workers: int = 1      # sampling processes inside each training job
+    path: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_spec_path(spec):
+    """A spec file path, or the name of one in imitation/pipelines (e.g. 'classic')."""
+    if os.path.exists(spec):
+        return spec
+    cand = os.path.join(SPEC_DIR, spec if spec.endswith(".yaml") else spec + ".yaml")
+    if os.path.exists(cand):
+        return cand
+    avail = sorted(f[:-5] for f in os.listdir(SPEC_DIR) if f.endswith(".yaml"))
+    raise UserError(f"no pipeline spec {spec!r} (a file, or one of: {', '.join(avail)})")
+
+
+def load_spec(spec):
+    path = resolve_spec_path(spec)
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}")
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping at the top level")
+    try:
+        tasks = []
+        for name, t in raw["tasks"].items():
+            unknown = set(t) - set(Task.__dataclass_fields__)
+            if unknown:
+                raise UserError(f"{path}: task {name}: unknown keys {sorted(unknown)}")
+            tasks.append(Task(name=name, **t))
+        ds, tr = raw["datasets"], raw["training"]
+        algs = {name: str(a).split() for name, a in tr["algorithms"].items()}
+        spec = Spec(suite=raw["suite"], tasks=tasks, full_num_trajs=int(ds["full_num_trajs"]),
+                    num_trajs=[int(n) for n in ds["num_trajs"]], runs=int(tr["runs"]),
+                    algorithms=algs,
+                    eval_num_trajs=int(raw.get("evaluation", {}).get("num_trajs", 50)),
+                    deterministic_expert=bool(ds.get("deterministic_expert", False)),
+                    job_num_workers=int(tr.get("job_num_workers", 1)), path=path)
+    except KeyError as e:
+        raise UserError(f"{path}: missing key {e}")
+    except (TypeError, ValueError, AttributeError) as e:
+        raise UserError(f"{path}: malformed spec ({e})")
+    if max(spec.num_trajs) > spec.full_num_trajs:
+        raise UserError(f"{path}: dataset sizes exceed full_num_trajs {spec.full_num_trajs}")
+    return spec
+
+
+# ------------------------------------------------------------------------------ executors
+
+def make_client(scheduler=None, cluster=None, n_workers=None, cluster_jobs=1,
+                cluster_kwargs=None):
+    """A dask.distributed Client: an existing scheduler, a PBS/SLURM cluster
+    (dask-jobqueue), or a LocalCluster with one single-threaded worker per core."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler, timeout="30s")
+    if cluster in ("pbs", "slurm"):
+        try:
+            import dask_jobqueue
+        except ImportError:
+            raise UserError("--cluster needs dask-jobqueue: pip install dask-jobqueue")
+        cls = dask_jobqueue.PBSCluster if cluster == "pbs" else dask_jobqueue.SLURMCluster
+        kw = dict(cores=1, processes=1, memory="4GB", walltime="24:00:00")
+        kw.update({k: v for k, v in (cluster_kwargs or {}).items() if v is not None})
+        c = cls(**kw)
+        c.scale(jobs=cluster_jobs)
+        return Client(c)
+    from imitation.envs import default_num_workers
+
+    lc = LocalCluster(n_workers=n_workers or default_num_workers(), threads_per_worker=1,
+                      processes=True, dashboard_address=None)
+    return Client(lc)
+
+
+def run_jobs(fn, jobs, client, desc):
+    """Run fn(job) for every job on the dask client, with a progress bar; results in order."""
+    from dask.distributed import as_completed
+    from tqdm import tqdm
+
+    if not jobs:
+        return []
+    futures = client.map(fn, jobs, pure=False)
+    index = {f.key: i for i, f in enumerate(futures)}
+    results = [None] * len(jobs)
+    with tqdm(total=len(jobs), desc=desc, unit="job", file=sys.stderr) as bar:
+        for fut in as_completed(futures):
+            results[index[fut.key]] = fut.result()
+            bar.update(1)
+    return results
+
+
+# ----------------------------------------------------------------------------------- jobs
+
+def log_is_finished(path):
+    """True when a training log exists and its run ran to the end."""
+    if not os.path.exists(path):
+        return False
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return bool(f.attrs.get("finished", 0))
+    except OSError:
+        return False
+
+
+def run_train_job(job):
+    """One imitate_mj.py run (in a subprocess); its output goes to <log>.out."""
+    log = job["log"]
+    if log_is_finished(log):
+        return dict(name=job["name"], status="skipped", seconds=0.)
+    if os.path.exists(log):
+        os.unlink(log)  # an interrupted run: start it again
+    cmd = [sys.executable, os.path.join(REPO_ROOT, "scripts", "imitate_mj.py")] + job["args"]
+    t0 = time.time()
+    with open(log + ".out", "w") as out:
+        rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    status = "ok" if rc == 0 and log_is_finished(log) else f"failed (exit {rc})"
+    return dict(name=job["name"], status=status, seconds=time.time() - t0)
+
+
+def select_snapshot(log):
+    """(snapshot key, deterministic): bclone -> the evaluation with the best validation
+    accuracy (lowest validation loss when accuracy is undefined), acting deterministically;
+    the other algorithms -> the last snapshot, stochastic."""
+    import tables
+
+    with tables.open_file(log, "r") as f:
+        args = json.loads(f.root._v_attrs.args)
+        rows = f.root.log.read()
+    if args.get("mode") == "bclone":
+        acc = rows["valacc"]
+        if np.all(np.isnan(acc)):
+            best = int(np.nanargmin(rows["valloss"]))
+        else:
+            best = int(np.nanargmax(acc))
+        return "snapshots/iter%07d" % rows["iter"][best], True, args
+    import h5py
+
+    with h5py.File(log, "r") as f:
+        last = sorted(f["snapshots"].keys())[-1]
+    return "snapshots/" + last, False, args
+
+
+def run_eval_job(job):
+    """Evaluate one trained policy (or, with job['random'], a random policy): returns and
+    lengths of job['num_trajs'] trajectories."""
+    from imitation.envs import GymMDP
+    from policyopt import SimConfig
+
+    rng = np.random.default_rng(job["seed"])
+    if job.get("random"):
+        from imitation.envs import sample_random_returns
+
+        rets, lens = sample_random_returns(job["env"], job.get("obs_adapter"), job["num_trajs"],
+                                           job["seed"])
+        return dict(job, alg_traj_returns=rets, alg_traj_lengths=lens)
+    from imitation.data import load_dataset
+    from imitation.snapshots import load_policy
+
+    key, deterministic, args = select_snapshot(job["log"])
+    policy, _, _ = load_policy(f"{job['log']}/{key}")
+    # in-process sampling: dask worker processes are daemons and cannot fork
+    mdp = GymMDP(args["env_name"], obs_adapter=args.get("obs_adapter"), num_workers=0)
+    try:
+        batch = mdp.sim_mp(policy, None, SimConfig(min_num_trajs=job["num_trajs"]), rng,
+                           deterministic=deterministic)
+    finally:
+        mdp.close()
+    data = load_dataset(job["data"])
+    n = job["num_trajs_data"]
+    return dict(job, snapshot=key, deterministic=deterministic,
+                alg_traj_returns=batch.returns, alg_traj_lengths=batch.obs.lengths,
+                ex_traj_returns=data.returns_B[:n], ex_traj_lengths=data.len_B[:n])
+
+
+# ------------------------------------------------------------------------------- pipeline
+
+class Pipeline:
+    """Runs the phases of a spec, writing under `out_dir`:
+    data/<task>.h5, logs/<task>/<alg>_n<N>_run<R>.h5, results.h5, report.txt, figure.png."""
+
+    def __init__(self, spec, out_dir, experts="original", published=None, client_kwargs=None,
+                 tasks=None, algs=None):
+        self.spec, self.out_dir, self.published = spec, out_dir, published
+        self.client_kwargs = client_kwargs or {}
+        self._client = None
+        self.tasks = [t for t in spec.tasks if not tasks or t.name in tasks]
+        if tasks and len(self.tasks) != len(set(tasks)):
+            raise UserError(f"--tasks: unknown task in {tasks} (spec has "
+                            f"{', '.join(t.name for t in spec.tasks)})")
+        self.algs = {a: v for a, v in spec.algorithms.items() if not algs or a in algs}
+        if algs and len(self.algs) != len(set(algs)):
+            raise UserError(f"--algs: unknown algorithm in {algs} (spec has "
+                            f"{', '.join(spec.algorithms)})")
+        if experts == "original":
+            self.experts_dir, self.own = ORIGINAL_EXPERTS_DIR, False
+        elif experts == "own":
+            self.experts_dir, self.own = OWN_EXPERTS_DIR, True
+        else:
+            self.experts_dir, self.own = experts, None
+        if not os.path.isdir(self.experts_dir):
+            raise UserError(f"experts directory {self.experts_dir} does not exist")
+        os.makedirs(out_dir, exist_ok=True)
+
+    # paths
+    def data_path(self, task):
+        return os.path.join(self.out_dir, "data", f"{task.name}.h5")
+
+    def log_path(self, task, alg, n, run):
+        return os.path.join(self.out_dir, "logs", task.name, f"{alg}_n{n}_run{run}.h5")
+
+    @property
+    def results_path(self):
+        return os.path.join(self.out_dir, "results.h5")
+
+    def expert_of(self, task):
+        """(policy string, env name) for the task under the chosen experts."""
+        if self.own or (self.own is None and task.own_expert and os.path.exists(
+                os.path.join(self.experts_dir, task.own_expert.split(".h5")[0] + ".h5"))):
+            if not task.own_expert:
+                raise UserError(f"task {task.name} names no own_expert")
+            return os.path.join(self.experts_dir, task.own_expert), task.own_env or task.env
+        return os.path.join(self.experts_dir, task.expert), task.env
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = make_client(**self.client_kwargs)
+        return self._client
+
+    def close(self):
+        if self._client is not None:
+            cluster = self._client.cluster
+            self._client.close()
+            if cluster is not None:
+                cluster.close()
+            self._client = None
+
+    # phases
+    def sample_trajs(self):
+        """Phase 0: each task's full dataset (skipped when it exists)."""
+        from tqdm import tqdm
+
+        import importlib.util
+
+        spec_ = importlib.util.spec_from_file_location(
+            "sample_expert", os.path.join(REPO_ROOT, "scripts", "sample_expert.py"))
+        mod = importlib.util.module_from_spec(spec_)
+        spec_.loader.exec_module(mod)
+        os.makedirs(os.path.join(self.out_dir, "data"), exist_ok=True)
+        for task in tqdm(self.tasks, desc="0_sampletrajs", unit="task", file=sys.stderr):
+            out = self.data_path(task)
+            if os.path.exists(out):
+                continue
+            policy, env = self.expert_of(task)
+            mod.sample_dataset(policy, out, self.spec.full_num_trajs, env_name=env,
+                               deterministic=self.spec.deterministic_expert, seed=0,
+                               data_subsamp_freq=task.data_subsamp_freq, verbose=False)
+
+    def train_jobs(self):
+        jobs = []
+        for task in self.tasks:
+            data = self.data_path(task)
+            if not os.path.exists(data):
+                raise UserError(f"{data} is missing: run phase 0_sampletrajs first")
+            for alg, alg_args in self.algs.items():
+                for n in self.spec.num_trajs:
+                    for run in range(self.spec.runs):
+                        log = self.log_path(task, alg, n, run)
+                        args = list(alg_args) + [
+                            "--data", data, "--limit_trajs", str(n),
+                            "--data_subsamp_freq", str(task.data_subsamp_freq),
+                            "--favor_zero_expert_reward", str(task.favor_zero_expert_reward),
+                            "--seed", str(run), "--log", log,
+                            "--num_workers", str(self.spec.job_num_workers),
+                            "--print_freq", "10"]
+                        jobs.append(dict(name=f"{task.name}/{alg}_n{n}_run{run}", log=log,
+                                         args=args))
+        return jobs
+
+    def train(self):
+        """Phase 1: every training job (finished logs are skipped)."""
+        jobs = self.train_jobs()
+        for job in jobs:
+            os.makedirs(os.path.dirname(job["log"]), exist_ok=True)
+        todo = [j for j in jobs if not log_is_finished(j["log"])]
+        print(f"1_train: {len(jobs)} jobs, {len(jobs) - len(todo)} already finished",
+              file=sys.stderr)
+        results = run_jobs(run_train_job, todo, self.client, "1_train")
+        failed = [r for r in results if not r["status"].startswith(("ok", "skipped"))]
+        for r in failed:
+            print(f"  {r['name']}: {r['status']}; see its log's .out file", file=sys.stderr)
+        if failed:
+            raise UserError(f"{len(failed)} of {len(todo)} training jobs failed")
+        return results
+
+    def evaluate(self):
+        """Phase 2: the results table (published columns) in results.h5, plus random-policy
+        returns per task."""
+        import pandas as pd
+
+        jobs, missing = [], []
+        for task in self.tasks:
+            for alg in self.algs:
+                for n in self.spec.num_trajs:
+                    for run in range(self.spec.runs):
+                        log = self.log_path(task, alg, n, run)
+                        if not log_is_finished(log):
+                            missing.append(log)
+                            continue
+                        jobs.append(dict(task=task.name, alg=alg, num_trajs=n, run=run, log=log,
+                                         data=self.data_path(task), num_trajs_data=n,
+                                         num_trajs_eval=self.spec.eval_num_trajs,
+                                         seed=10_000 + run))
+        if missing:
+            raise UserError(f"{len(missing)} training logs are missing or unfinished (e.g. "
+                            f"{missing[0]}): run phase 1_train first")
+        for j in jobs:
+            j["num_trajs"], j["num_trajs_data"] = j["num_trajs_eval"], j["num_trajs"]
+        rnd_jobs = []
+        for task in self.tasks:
+            _, env = self.expert_of(task)
+            rnd_jobs.append(dict(task=task.name, random=True, env=env,
+                                 num_trajs=self.spec.eval_num_trajs, seed=20_000))
+        res = run_jobs(run_eval_job, jobs + rnd_jobs, self.client, "2_eval")
+        rows = [dict(task=r["task"], alg=r["alg"], num_trajs=r["num_trajs_data"], run=r["run"],
+                     alg_traj_returns=np.asarray(r["alg_traj_returns"]),
+                     alg_traj_lengths=np.asarray(r["alg_traj_lengths"]),
+                     ex_traj_returns=np.asarray(r["ex_traj_returns"]),
+                     ex_traj_lengths=np.asarray(r["ex_traj_lengths"]))
+                for r in res if not r.get("random")]
+        results = pd.DataFrame(rows, columns=["task", "alg", "num_trajs", "run",
+                                              "alg_traj_returns", "alg_traj_lengths",
+                                              "ex_traj_returns", "ex_traj_lengths"])
+        random = pd.DataFrame([dict(task=r["task"],
+                                    return_mean=float(np.mean(r["alg_traj_returns"])),
+                                    return_std=float(np.std(r["alg_traj_returns"])))
+                               for r in res if r.get("random")])
+        from policyopt.util import atomic_write
+
+        with atomic_write(self.results_path) as tmp:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pandas: object columns are pickled
+                results.to_hdf(tmp, key="results", mode="w")
+                random.to_hdf(tmp, key="random", mode="a")
+        return results, random
+
+    def report(self):
+        """Phase 3: print the comparison with the published results, write report.txt and
+        figure.png."""
+        import pandas as pd
+
+        from imitation import published as pub
+
+        if not os.path.exists(self.results_path):
+            raise UserError(f"{self.results_path} is missing: run phase 2_eval first")
+        results = pd.read_hdf(self.results_path, "results")
+        random = pd.read_hdf(self.results_path, "random")
+        table = pub.compare(results, pub.load_published(self.published),
+                            dict(zip(random["task"], random["return_mean"])))
+        text = pub.format_table(table)
+        ga = table[(table["alg"] == "ga") & table["pub_mean"].notna()]
+        summary = (f"GAIL within the published spread on {int(ga['within'].sum())} of "
+                   f"{len(ga)} task x size cells (mean +/- 2 std of the published runs, or 5% "
+                   f"of the expert-random range)")
+        rnd = ", ".join(f"{t} {m:.1f}" for t, m in zip(random["task"], random["return_mean"]))
+        out = f"{text}\n\n{summary}\nrandom policy: {rnd}\n"
+        print(out)
+        with open(os.path.join(self.out_dir, "report.txt"), "w") as f:
+            f.write(out)
+        table.to_csv(os.path.join(self.out_dir, "report.csv"), index=False)
+        png = os.path.join(self.out_dir, "figure.png")
+        pub.plot_figure(table, png, title=f"{self.spec.suite}: this project (solid) vs "
+                                         "published (dashed)")
+        print(f"wrote {png}")
+        return table

@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""The paper's experimental protocol, phase by phase (SPEC section 7).
+
+    python scripts/im_pipeline.py classic 0_sampletrajs     # expert datasets
+    python scripts/im_pipeline.py classic 1_train           # every task x alg x size x run
+    python scripts/im_pipeline.py classic 2_eval            # 50 trajectories per policy
+    python scripts/im_pipeline.py classic 3_report          # beside the published results
+    python scripts/im_pipeline.py classic all               # all four in order
+
+SPEC is a YAML file or the name of one in imitation/pipelines (classic, mujoco, smoke).
+--experts original (../shared/expert_policies, default), own (expert_trajs/policies: the
+project's own experts) or a directory. Jobs run on a dask LocalCluster (one worker per core),
+an existing scheduler (--scheduler tcp://HOST:PORT), or PBS/SLURM (--cluster pbs|slurm, needs
+dask-jobqueue). Finished jobs are skipped, so an interrupted phase can be re-run.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from imitation import cli  # noqa: E402
+
+PHASES = ("0_sampletrajs", "1_train", "2_eval", "3_report", "all")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help="pipeline spec: a YAML file, or classic / mujoco / smoke")
+    p.add_argument("phase", choices=PHASES)
+    p.add_argument("--experts", default="original",
+                   help="original | own | DIR: where the expert policies named by the spec are")
+    p.add_argument("--out", default=None, help="output directory (default: runs/<suite>_<experts>)")
+    p.add_argument("--published", default=None,
+                   help="published results CSV (default: ../shared/published/"
+                        "gail_published_results.csv)")
+    p.add_argument("--tasks", default=None, help="comma-separated subset of the spec's tasks")
+    p.add_argument("--algs", default=None, help="comma-separated subset of the algorithms")
+    p.add_argument("--runs", type=cli.positive_int, default=None,
+                   help="override the spec's runs per setting")
+    g = p.add_argument_group("execution (dask.distributed)")
+    g.add_argument("--scheduler", default=None, help="address of a running dask scheduler")
+    g.add_argument("--n_workers", type=cli.positive_int, default=None,
+                   help="LocalCluster workers (default: one per core)")
+    g.add_argument("--cluster", choices=["pbs", "slurm"], default=None,
+                   help="submit workers as PBS or SLURM jobs (dask-jobqueue)")
+    g.add_argument("--cluster_jobs", type=cli.positive_int, default=1,
+                   help="batch jobs to start with --cluster")
+    g.add_argument("--cluster_queue", default=None)
+    g.add_argument("--cluster_walltime", default=None, help="e.g. 24:00:00")
+    g.add_argument("--cluster_memory", default=None, help="e.g. 4GB")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from imitation.pipeline import Pipeline, load_spec
+
+    spec = load_spec(args.spec)
+    if args.runs:
+        spec.runs = args.runs
+    experts_tag = args.experts if args.experts in ("original", "own") else "custom"
+    out = args.out or os.path.join("runs", f"{spec.suite}_{experts_tag}")
+    client_kwargs = dict(scheduler=args.scheduler, cluster=args.cluster,
+                         n_workers=args.n_workers, cluster_jobs=args.cluster_jobs,
+                         cluster_kwargs=dict(queue=args.cluster_queue,
+                                             walltime=args.cluster_walltime,
+                                             memory=args.cluster_memory))
+    pipe = Pipeline(spec, out, experts=args.experts, published=args.published,
+                    client_kwargs=client_kwargs,
+                    tasks=args.tasks.split(",") if args.tasks else None,
+                    algs=args.algs.split(",") if args.algs else None)
+    phases = PHASES[:-1] if args.phase == "all" else (args.phase,)
+    try:
+        for phase in phases:
+            print(f"=== {phase} ({spec.suite}, experts: {args.experts}) -> {out}",
+                  file=sys.stderr, flush=True)
+            {"0_sampletrajs": pipe.sample_trajs, "1_train": pipe.train,
+             "2_eval": pipe.evaluate, "3_report": pipe.report}[phase]()
+    finally:
+        pipe.close()
+
+
+if __name__ == "__main__":
+    cli.run_main(main)
