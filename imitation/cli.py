@@ -17,12 +17,16 @@ def run_main(main, argv=None):
 
     Ctrl-C exits with 130 after `main` has had the chance to save."""
     from imitation.envs import EnvError
+    from policyopt.optim import DivergedError
 
     try:
         rc = main(argv)
     except (UserError, EnvError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except DivergedError as e:
+        print(f"error: training diverged: {e}", file=sys.stderr)
+        sys.exit(3)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
@@ -85,6 +89,13 @@ def int01(s):
     return int(s)
 
 
+def add_resume_arg(parser):
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the killed or interrupted run logged in --log from its "
+                             "last snapshot (arguments come from the log; --max_iter may extend "
+                             "it)")
+
+
 def add_common_args(parser, sampling=True):
     """--seed, --backend, --num_workers (and sampling flags)."""
     g = parser.add_argument_group("execution")
@@ -110,9 +121,85 @@ def setup_backend(args):
         raise UserError(str(e))
 
 
+def explicit_args(parser, argv=None):
+    """The dests of the options given on the command line (not left at their defaults)."""
+    import copy
+
+    quiet = copy.deepcopy(parser)
+    for action in quiet._actions:
+        action.default = argparse.SUPPRESS
+        action.required = False
+    ns, _ = quiet.parse_known_args(argv)
+    return set(vars(ns))
+
+
+# On --resume these come from the command line; every other argument from the log.
+RESUME_OVERRIDABLE = {"resume", "log", "max_iter", "print_freq", "save_freq", "num_workers",
+                      "backend"}
+
+
+def restore_args(args, parser, argv=None):
+    """On --resume: take the run's stored arguments, except those in RESUME_OVERRIDABLE that
+    were given on this command line. Returns the stored args dict."""
+    from imitation.snapshots import open_h5, read_args
+
+    with open_h5(args.log) as f:
+        stored = read_args(f)
+    if not stored:
+        raise UserError(f"--resume: {args.log} records no run arguments")
+    foreign = sorted(set(stored) - set(vars(args)))
+    if foreign:
+        raise UserError(f"--resume: {args.log} is not a log of {parser.prog} (its arguments "
+                        f"include {', '.join(foreign[:3])})")
+    given = explicit_args(parser, argv)
+    for k in sorted(given - RESUME_OVERRIDABLE):
+        if k in stored and not _same_arg(getattr(args, k), stored[k]):
+            raise UserError(f"--resume: --{k} {getattr(args, k)} differs from the run's "
+                            f"{stored[k]} (a resumed run keeps its arguments; only "
+                            f"--max_iter, --save_freq, --print_freq, --num_workers and --backend "
+                            f"may change)")
+    for k, v in stored.items():
+        # max_iter and save_freq continue as stored unless given again; the other
+        # overridable ones (paths, printing, workers, backend) are this invocation's
+        if k in RESUME_OVERRIDABLE and (k in given or k not in ("max_iter", "save_freq")):
+            continue
+        setattr(args, k, v)
+    if "policy_hidden_spec" in stored:
+        from policyopt import nn
+
+        try:
+            nn.parse_hidden_spec(args.policy_hidden_spec)
+        except ValueError as e:
+            raise UserError(f"--resume: {args.log}: stored policy_hidden_spec: {e}")
+    args.resume = True
+    return stored
+
+
+def _same_arg(given, stored):
+    """Whether a command-line value names the same thing as a stored one (equal values, the
+    same existing file, or the same JSON)."""
+    if given == stored:
+        return True
+    if isinstance(given, str) and isinstance(stored, str):
+        try:
+            if os.path.exists(given) and os.path.exists(stored):
+                return os.path.samefile(given, stored)
+        except OSError:
+            pass
+        import json
+
+        try:
+            return json.loads(given) == json.loads(stored)
+        except ValueError:
+            pass
+    return False
+
+
 def check_log_path(path, resume=False):
     """A --log path must be in an existing directory and must not hold a log (unless resume)."""
     if path is None:
+        if resume:
+            raise UserError("--resume needs --log (the log of the run to continue)")
         return
     d = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(d):

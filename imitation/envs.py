@@ -142,6 +142,23 @@ def resolve_env(env_name, obs_adapter=None, max_traj_len=None):
 
 # ------------------------------------------------------------------------------------ rollout
 
+_first_step_reported = False
+
+
+def _report_first_step():
+    """With $POLICYOPT_REPORT_FIRST_STEP set, print the wall-clock time of this process's first
+    environment step to stderr once (benchmarks/bench_startup.py measures start-up with it)."""
+    global _first_step_reported
+    if not _first_step_reported:
+        _first_step_reported = True
+        if os.environ.get("POLICYOPT_REPORT_FIRST_STEP"):
+            import sys
+            import time
+
+            print(f"policyopt: first environment step at {time.time():.6f}", file=sys.stderr,
+                  flush=True)
+
+
 def _start_episode(env, spec, rng):
     obs, _ = env.reset(seed=int(rng.integers(2 ** 31 - 1)))
     return spec.adapt(obs)
@@ -185,6 +202,7 @@ def rollout_batch(envs, spec, policy, obsfeat_fn, min_sa, min_trajs, horizon, rn
             cur_obs[i] = _start_episode(envs[i], spec, rng)
             running[i], started = True, started + 1
 
+    _report_first_step()
     while running.any():
         idx = np.flatnonzero(running)
         obs_A_Do = np.stack([cur_obs[i] for i in idx])
@@ -290,7 +308,11 @@ class SamplerPool:
             parent, child = ctx.Pipe()
             p = ctx.Process(target=_worker_main, args=(child, spec, policy, obsfeat_fn,
                                                        batch_size), daemon=True)
-            p.start()
+            with warnings.catch_warnings():
+                # JAX warns about every fork; the workers never call into JAX (see
+                # policyopt.backend.sampling_backend)
+                warnings.filterwarnings("ignore", message=".*fork.*")
+                p.start()
             child.close()
             self.conns.append(parent)
             self.procs.append(p)

@@ -259,7 +259,12 @@ class Pipeline:
             self.experts_dir, self.own = experts, None
         if not os.path.isdir(self.experts_dir):
             raise UserError(f"experts directory {self.experts_dir} does not exist")
-        os.makedirs(out_dir, exist_ok=True)
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise UserError(f"--out {out_dir} exists and is not a directory")
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"--out {out_dir}: cannot create the directory ({e.strerror})")
 
     # paths
     def data_path(self, task):

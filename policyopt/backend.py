@@ -261,6 +261,16 @@ def get_backend():
     return _backend
 
 
+def sampling_backend():
+    """The backend for graphs evaluated inside forked sampler processes (the policy's
+    per-step forward pass). JAX's runtime threads do not survive fork() (a forked child that
+    calls into JAX deadlocks), and a GPU round trip per environment step would cost more than
+    the step, so under 'jax' these few small graphs use the C backend; otherwise the active
+    backend."""
+    name = get_backend()
+    return "c" if name == "jax" else name
+
+
 def set_backend(name):
     """Select the backend for every graph compiled from now on ('c', 'numba' or 'jax')."""
     global _backend

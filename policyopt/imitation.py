@@ -61,7 +61,7 @@ class TransitionClassifier(nn.Model):
                 n_out = action_space.size if self.discrete else 1
                 out = nn.AffineLayer(net.output, net.output_shape, (n_out,), initializer=0.)
         if self.discrete:
-            self.scores_B = out.output[pt.arange(out.output.shape[0]), self.a_B_Da[:, 0]]
+            self.scores_B = thutil.select_columns(out.output, self.a_B_Da[:, 0], n_out)
         else:
             self.scores_B = out.output[:, 0]
         self.param_vars = self.get_trainable_variables()
@@ -96,6 +96,10 @@ class TransitionClassifier(nn.Model):
     def _compute_loss(self):
         return self._inputs() + [self.labels_B, self.weights_B], self.loss
 
+    @thutil.lazy_function
+    def _compute_loss_and_scores(self):
+        return self._inputs() + [self.labels_B, self.weights_B], [self.loss, self.scores_B]
+
     def adam_state_vars(self):
         return thutil.adam_state_vars(self.adam_updates)
 
@@ -117,25 +121,34 @@ class TransitionClassifier(nn.Model):
 
     def fit(self, obsfeat_B_Df, a_B_Da, t_B, exobs_Bex_Do, exa_Bex_Da, ext_Bex, rng):
         """`adam_steps` Adam updates: the policy batch against an equally sized random
-        subsample of the expert pairs. Returns log fields (rloss, racc, raccpi, raccex)."""
+        subsample of the expert pairs. Returns log fields (rloss, racc, raccpi, raccex).
+
+        The subsample is drawn with replacement when the expert has fewer pairs than the batch
+        (typically 50,000 draws from a few hundred pairs); each distinct expert pair then enters
+        the graph once, weighted by its count / B — the same loss and gradient as the repeated
+        rows, at a fraction of the cost.
+        """
         B = len(obsfeat_B_Df)
         N_ex = len(exobs_Bex_Do)
         ex_idx = rng.choice(N_ex, size=B, replace=B > N_ex)
-        obs = np.concatenate([obsfeat_B_Df, exobs_Bex_Do[ex_idx]], axis=0)
-        a = np.concatenate([np.asarray(a_B_Da).reshape(B, -1),
-                            np.asarray(exa_Bex_Da)[ex_idx].reshape(B, -1)], axis=0)
-        t = np.concatenate([t_B, ext_Bex[ex_idx]])
-        labels = np.concatenate([np.zeros(B), np.ones(B)])
-        weights = np.concatenate([np.full(B, 1. / B), np.full(B, 1. / B)])
+        a_pi = np.asarray(a_B_Da).reshape(B, -1)
+        exa = np.asarray(exa_Bex_Da).reshape(N_ex, -1)
         if self.update_inputnorm_on_fit:
-            self.update_inputnorm(obs, a)
+            self.update_inputnorm(np.concatenate([obsfeat_B_Df, exobs_Bex_Do[ex_idx]]),
+                                  np.concatenate([a_pi, exa[ex_idx]]))
+        uniq, counts = np.unique(ex_idx, return_counts=True)
+        U = len(uniq)
+        obs = np.concatenate([obsfeat_B_Df, exobs_Bex_Do[uniq]], axis=0)
+        a = np.concatenate([a_pi, exa[uniq]], axis=0)
+        t = np.concatenate([t_B, ext_Bex[uniq]])
+        labels = np.concatenate([np.zeros(B), np.ones(U)])
+        weights = np.concatenate([np.full(B, 1. / B), counts / B])
         inputs = self._cast(obs, a, t)
         for _ in range(self.adam_steps):
             self._adamstep(*inputs, labels, weights)
-        loss = self._compute_loss(*inputs, labels, weights)
-        scores = self._compute_scores(*inputs)
+        loss, scores = self._compute_loss_and_scores(*inputs, labels, weights)
         accpi = float(np.mean(scores[:B] < 0))
-        accex = float(np.mean(scores[B:] > 0))
+        accex = float(np.sum(counts * (scores[B:] > 0)) / B)
         return [("rloss", loss), ("racc", 0.5 * (accpi + accex)), ("raccpi", accpi),
                 ("raccex", accex)]
 
@@ -175,7 +188,9 @@ class LinearReward(nn.Model):
                                    np.zeros(1)).shape[1]
             n_w = 2 * n_feat if mode == "simplex" else n_feat
             self.w = nn.get_variable("w", np.zeros(n_w), trainable=False)
-            self.bound = nn.get_variable("bound", np.array(np.nan), trainable=False)
+            # running bound on the rewards under the current w; bound_valid = 0: none yet
+            self.bound = nn.get_variable("bound", np.array(0.), trainable=False)
+            self.bound_valid = nn.get_variable("bound_valid", np.array(0.), trainable=False)
 
     def update_inputnorm(self, obsfeat_B_Df, a_B_Da):
         x = obsfeat_B_Df if self.discrete else np.concatenate(
@@ -214,12 +229,14 @@ class LinearReward(nn.Model):
         r_B = self._raw_reward(obsfeat_B_Df, a_B_Da, t_B)
         if len(r_B) == 0:
             return r_B
-        bound = float(self.bound.get_value())
-        if self.favor_zero_expert_reward:
-            bound = max(bound, r_B.max()) if np.isfinite(bound) else r_B.max()
+        extreme = r_B.max() if self.favor_zero_expert_reward else r_B.min()
+        if self.bound_valid.get_value():
+            old = float(self.bound.get_value())
+            bound = max(old, extreme) if self.favor_zero_expert_reward else min(old, extreme)
         else:
-            bound = min(bound, r_B.min()) if np.isfinite(bound) else r_B.min()
+            bound = extreme
         self.bound.set_value(np.array(bound))
+        self.bound_valid.set_value(np.array(1.))
         return r_B - bound
 
     def fit(self, obsfeat_B_Df, a_B_Da, t_B, exobs_Bex_Do, exa_Bex_Da, ext_Bex, rng=None):
@@ -241,7 +258,7 @@ class LinearReward(nn.Model):
             w = np.zeros_like(ext)
             w[int(np.argmax(ext))] = 1.
         self.w.set_value(w)
-        self.bound.set_value(np.array(np.nan))
+        self.bound_valid.set_value(np.array(0.))
         # Start the running bound from both data sets so expert pairs also respect the sign.
         self.compute_reward(exobs_Bex_Do, exa_Bex_Da, ext_Bex)
         self.compute_reward(obsfeat_B_Df, a_B_Da, t_B)
@@ -364,6 +381,12 @@ class ImitationOptimizer:
                     q = rl.compute_qvals(new_rewards, self.discount)
                     vf_info = self.value_func.fit(batch.obsfeat.stacked, batch.time.stacked,
                                                   q.stacked, self.rng)
+        rl.warn_nonfinite(info, "policy", self.curr_iter)
+        rl.warn_nonfinite(vf_info, "value function", self.curr_iter)
+        rl.check_finite(self.policy, "policy", self.curr_iter)
+        rl.check_finite(self.reward_func, "reward function (discriminator)", self.curr_iter)
+        if self.value_func is not None:
+            rl.check_finite(self.value_func, "value function", self.curr_iter)
         fields = [("iter", self.curr_iter), ("trueret", float(batch.returns.mean())),
                   ("iret", float(np.bincount(rewards.row_index[0], weights=rewards.stacked,
                                              minlength=len(rewards)).mean())),

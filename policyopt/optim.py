@@ -16,6 +16,10 @@ import numpy as np
 import scipy.sparse.linalg
 
 
+class DivergedError(RuntimeError):
+    """Training produced non-finite parameters that no step rejection can undo."""
+
+
 @dataclass
 class NGStepInfo:
     """What one natural-gradient step did (logged as dl, kl, gnorm, bt, dx)."""
@@ -28,6 +32,7 @@ class NGStepInfo:
     bt: int  # backtracking steps taken (max_backtracks + 1 when no step was accepted)
     accepted: bool
     reason: str = ""
+    nonfinite: int = 0  # candidate steps rejected because they were NaN/inf
 
     @property
     def dl(self):
@@ -50,31 +55,38 @@ def conjugate_gradient(Avp_func, b_P, max_iter=10, residual_tol=1e-10):
 def linesearch(f, x0_P, fullstep_P, expected_improve_rate, obj0, max_backtracks=10,
                accept_ratio=0.1, shrink=0.5):
     """Backtracking line search for a maximization. `f(x)` returns the objective (-inf allowed
-    for rejected points). Returns (accepted, x, obj, n_backtracks)."""
+    for rejected points); candidates with NaN/inf parameters or objective are rejected.
+    Returns (accepted, x, obj, n_backtracks, n_nonfinite)."""
+    nonfinite = 0
     for k in range(max_backtracks):
         frac = shrink ** k
         x_P = x0_P + frac * fullstep_P
         if not np.all(np.isfinite(x_P)):
+            nonfinite += 1
             continue
         obj = f(x_P)
+        if np.isnan(obj):
+            nonfinite += 1
+            continue
         actual = obj - obj0
         expected = expected_improve_rate * frac
         if np.isfinite(obj) and actual > 0 and actual >= accept_ratio * expected:
-            return True, x_P, obj, k
-    return False, x0_P, obj0, max_backtracks
+            return True, x_P, obj, k, nonfinite
+    return False, x0_P, obj0, max_backtracks, nonfinite
 
 
 def ngstep(x0_P, objgrad0_P, obj_and_kl_func, hvpx0_func, max_kl, damping, max_cg_iter=10,
-           max_backtracks=10):
+           max_backtracks=10, obj_and_kl0=None):
     """One trust-region natural-gradient step (see the module docstring).
 
     obj_and_kl_func(x) -> (obj, kl): objective to maximize and KL(x0, x);
-    hvpx0_func(v) -> H v with H the Hessian of the KL at x0.
+    hvpx0_func(v) -> H v with H the Hessian of the KL at x0; `obj_and_kl0`: (obj, kl) at x0
+    when the caller already has them (computed with the gradient), else they are evaluated.
     Returns (x_P, NGStepInfo); x_P is x0_P when no step was taken.
     """
     x0_P = np.asarray(x0_P, dtype=np.float64)
     g_P = np.asarray(objgrad0_P, dtype=np.float64)
-    obj0, kl0 = obj_and_kl_func(x0_P)
+    obj0, kl0 = obj_and_kl0 if obj_and_kl0 is not None else obj_and_kl_func(x0_P)
     assert abs(kl0) <= 1e-8 * max(1., abs(max_kl)), f"KL at x0 must be 0, got {kl0}"
     gnorm = float(np.linalg.norm(g_P))
     if not np.all(np.isfinite(g_P)):
@@ -97,12 +109,15 @@ def ngstep(x0_P, objgrad0_P, obj_and_kl_func, hvpx0_func, max_kl, damping, max_c
     def walled_obj(x_P):
         obj, kl = obj_and_kl_func(x_P)
         kls[x_P.tobytes()] = kl
+        if np.isnan(kl):
+            return np.nan
         return -np.inf if not np.isfinite(kl) or kl > 2. * max_kl else obj
 
-    accepted, x_P, obj1, bt = linesearch(walled_obj, x0_P, fullstep_P, expected_improve_rate,
-                                         obj0, max_backtracks=max_backtracks)
+    accepted, x_P, obj1, bt, nonfinite = linesearch(walled_obj, x0_P, fullstep_P,
+                                                    expected_improve_rate, obj0,
+                                                    max_backtracks=max_backtracks)
     if not accepted:
         return x0_P, NGStepInfo(obj0, obj0, 0., gnorm, 0., bt + 1, False,
-                                "line search found no acceptable step")
+                                "line search found no acceptable step", nonfinite)
     return x_P, NGStepInfo(obj0, obj1, float(kls[x_P.tobytes()]), gnorm,
-                           float(np.linalg.norm(x_P - x0_P)), bt, True)
+                           float(np.linalg.norm(x_P - x0_P)), bt, True, "", nonfinite)

@@ -91,7 +91,7 @@ class Policy(nn.Model):
         raise NotImplementedError
 
     # compiled graphs
-    @thutil.lazy_function
+    @thutil.sampling_function
     def _compute_actiondist_params(self):
         return [self.obsfeat_B_Df], self.actiondist_B_Pa
 
@@ -108,6 +108,11 @@ class Policy(nn.Model):
     def _compute_obj_and_grad(self):
         return ([self.obsfeat_B_Df, self.a_B_Da, self.proposal_actiondist_B_Pa,
                  self.advantage_B], [self.obj, self.objgrad_P])
+
+    @thutil.lazy_function
+    def _compute_obj_kl_and_grad(self):
+        return ([self.obsfeat_B_Df, self.a_B_Da, self.proposal_actiondist_B_Pa,
+                 self.advantage_B], [self.obj, self.kl, self.objgrad_P])
 
     @thutil.lazy_function
     def _compute_hvp(self):
@@ -232,7 +237,7 @@ class GibbsPolicy(Policy):
         return scores_B_Pa - thutil.logsumexp(scores_B_Pa, axis=1, keepdims=True)
 
     def _make_actiondist_logprob_ops(self, actiondist_B_Pa, a_B_Da):
-        return actiondist_B_Pa[pt.arange(actiondist_B_Pa.shape[0]), a_B_Da[:, 0]]
+        return thutil.select_columns(actiondist_B_Pa, a_B_Da[:, 0], self.action_space.size)
 
     def _make_actiondist_kl_ops(self, proposal_actiondist_B_Pa, actiondist_B_Pa):
         return thutil.categorical_kl(proposal_actiondist_B_Pa, actiondist_B_Pa)
@@ -335,13 +340,14 @@ class ValueFunc(nn.Model):
         return [self.obsfeat_B_Df, self.t_B], self.val_B
 
     @thutil.lazy_function
-    def _compute_obj_and_grad(self):
-        return [self.obsfeat_B_Df, self.t_B, self.target_val_B], [self.obj, self.objgrad_P]
-
-    @thutil.lazy_function
     def _compute_obj_and_kl(self):
         return ([self.obsfeat_B_Df, self.t_B, self.target_val_B, self.old_val_B],
                 [self.obj, self.kl])
+
+    @thutil.lazy_function
+    def _compute_obj_kl_and_grad(self):
+        return ([self.obsfeat_B_Df, self.t_B, self.target_val_B, self.old_val_B],
+                [self.obj, self.kl, self.objgrad_P])
 
     @thutil.lazy_function
     def _compute_hvp(self):
@@ -367,7 +373,7 @@ class ValueFunc(nn.Model):
         ynorm_B = self.vnorm.standardize(np.asarray(y_B)[:, None])[:, 0]
         old_val_B = self._evaluate_raw(obsfeat_B_Df, t_B)
         params0_P = self.get_params()
-        _, grad_P = self._compute_obj_and_grad(obsfeat_B_Df, t_B, ynorm_B)
+        obj0, kl0, grad_P = self._compute_obj_kl_and_grad(obsfeat_B_Df, t_B, ynorm_B, old_val_B)
         sub = subsample_indices(len(t_B), hvp_subsample, rng)
 
         def obj_and_kl(x_P):
@@ -380,7 +386,8 @@ class ValueFunc(nn.Model):
             self.set_params(params0_P)
             return hvp_fn(obsfeat_B_Df[sub], t_B[sub], old_val_B[sub], v_P)
 
-        x_P, info = optim.ngstep(params0_P, grad_P, obj_and_kl, hvp, self.max_kl, self.damping)
+        x_P, info = optim.ngstep(params0_P, grad_P, obj_and_kl, hvp, self.max_kl, self.damping,
+                                 obj_and_kl0=(obj0, kl0))
         self.set_params(x_P)
         return info
 
@@ -422,7 +429,8 @@ class TRPO:
         adv_B = np.asarray(adv_B, dtype=floatX)
         adv_B = (adv_B - adv_B.mean()) / (adv_B.std() + 1e-8)
         params0_P = policy.get_params()
-        _, grad_P = policy._compute_obj_and_grad(obsfeat_B_Df, a_B_Da, adist_B_Pa, adv_B)
+        obj0, kl0, grad_P = policy._compute_obj_kl_and_grad(obsfeat_B_Df, a_B_Da, adist_B_Pa,
+                                                            adv_B)
         sub = subsample_indices(len(adv_B), self.hvp_subsample, rng)
 
         def obj_and_kl(x_P):
@@ -435,9 +443,30 @@ class TRPO:
             policy.set_params(params0_P)
             return hvp_fn(obsfeat_B_Df[sub], adist_B_Pa[sub], v_P)
 
-        x_P, info = optim.ngstep(params0_P, grad_P, obj_and_kl, hvp, self.max_kl, self.damping)
+        x_P, info = optim.ngstep(params0_P, grad_P, obj_and_kl, hvp, self.max_kl, self.damping,
+                                 obj_and_kl0=(obj0, kl0))
         policy.set_params(x_P)
         return info
+
+
+def check_finite(model, what, iteration):
+    """Raise DivergedError when a model's variables hold NaN/inf (the last snapshot, written
+    before this iteration, stays the last good one)."""
+    for v in model.get_variables():
+        if not np.all(np.isfinite(v.get_value(borrow=True))):
+            raise optim.DivergedError(f"the {what}'s {v.name} became NaN/inf at iteration "
+                                      f"{iteration}; the last snapshot in the log is the last "
+                                      "good state")
+
+
+def warn_nonfinite(info, what, iteration):
+    """One stderr line when a natural-gradient step's candidates were NaN/inf (rejected: the
+    parameters stay as they were)."""
+    if info is not None and info.nonfinite:
+        import sys
+
+        print(f"warning: iteration {iteration}: {info.nonfinite} {what} step candidate(s) had "
+              f"NaN/inf values and were rejected", file=sys.stderr, flush=True)
 
 
 def ngstep_log_fields(info, prefix=""):
@@ -480,6 +509,11 @@ class SamplingPolicyOptimizer:
                 if self.value_func is not None:
                     vf_info = self.value_func.fit(batch.obsfeat.stacked, batch.time.stacked,
                                                   q.stacked, self.rng)
+        warn_nonfinite(info, "policy", self.curr_iter)
+        warn_nonfinite(vf_info, "value function", self.curr_iter)
+        check_finite(self.policy, "policy", self.curr_iter)
+        if self.value_func is not None:
+            check_finite(self.value_func, "value function", self.curr_iter)
         self.total_num_sa += batch.num_sa
         self.total_time += t_all.dt
         fields = [("iter", self.curr_iter), ("ret", float(batch.returns.mean())),

@@ -4,6 +4,8 @@ Every function here builds PyTensor expressions; nothing is evaluated until a gr
 compiled with `function`, which uses the project's backend (C with BLAS by default, see
 `policyopt.backend`).
 """
+import warnings
+
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -18,12 +20,16 @@ floatX = pytensor.config.floatX
 class CompiledFunction:
     """A compiled PyTensor function whose 0-d outputs come back as Python floats."""
 
-    def __init__(self, inputs, outputs, updates=None, givens=None, name=None):
+    def __init__(self, inputs, outputs, updates=None, givens=None, name=None, backend_name=None):
         self.single = not isinstance(outputs, (list, tuple))
         outs = [outputs] if self.single else list(outputs)
-        self.fn = pytensor.function(list(inputs), outs, updates=updates, givens=givens,
-                                    mode=backend.compile_mode(), on_unused_input="ignore",
-                                    name=name)
+        with warnings.catch_warnings():
+            # JAX tracing drops PyTensor's runtime shape assertions (static shapes make them
+            # hold by construction); PyTensor warns once per graph
+            warnings.filterwarnings("ignore", message="Skipping Assert")
+            self.fn = pytensor.function(list(inputs), outs, updates=updates, givens=givens,
+                                        mode=backend.compile_mode(backend_name),
+                                        on_unused_input="ignore", name=name)
         self.scalar_out = [o.ndim == 0 for o in outs]
 
     def __call__(self, *args):
@@ -47,8 +53,9 @@ class lazy_function:
     Models declare all their graphs this way, so a script compiles only what it uses.
     """
 
-    def __init__(self, build):
+    def __init__(self, build, sampling=False):
         self.build = build
+        self.sampling = sampling
         self.attr = f"_compiled_{build.__name__}"
 
     def __get__(self, obj, objtype=None):
@@ -59,9 +66,17 @@ class lazy_function:
             spec = self.build(obj)
             inputs, outputs = spec[0], spec[1]
             updates = spec[2] if len(spec) > 2 else None
-            fn = function(inputs, outputs, updates=updates, name=self.build.__name__)
+            fn = function(inputs, outputs, updates=updates, name=self.build.__name__,
+                          backend_name=backend.sampling_backend() if self.sampling else None)
             obj.__dict__[self.attr] = fn
         return fn
+
+
+def sampling_function(build):
+    """Like lazy_function, for graphs that run inside the forked sampler processes: compiled
+    with `backend.sampling_backend()` (C when the main backend is JAX, whose runtime does not
+    survive fork)."""
+    return lazy_function(build, sampling=True)
 
 
 # ------------------------------------------------------------------ flat parameter vectors
@@ -104,6 +119,14 @@ def gauss_newton_vector_product(loss, raw, params, v_P):
     g_raw = pytensor.grad(loss, raw)
     HJv = pytensor.grad((g_raw * pytensor.gradient.disconnected_grad(Jv)).sum(), raw)
     return flatgrad((raw * pytensor.gradient.disconnected_grad(HJv)).sum(), params)
+
+
+def select_columns(x_B_K, idx_B, K):
+    """x[b, idx[b]] for every row b, written as a masked sum over the K columns (an integer
+    gather compiles in every backend this way: JAX's arange of a symbolic batch size fails
+    under NumPy 2's integer rules)."""
+    onehot_B_K = pt.eq(idx_B[:, None], np.arange(K, dtype="int64")[None, :])
+    return pt.switch(onehot_B_K, x_B_K, 0.).sum(axis=1)
 
 
 def vars_shapes(vars_):

@@ -39,6 +39,8 @@ def build_parser():
     p.add_argument("--algs", default=None, help="comma-separated subset of the algorithms")
     p.add_argument("--runs", type=cli.positive_int, default=None,
                    help="override the spec's runs per setting")
+    p.add_argument("--num_trajs", default=None,
+                   help="comma-separated subset of the spec's dataset sizes")
     g = p.add_argument_group("execution (dask.distributed)")
     g.add_argument("--scheduler", default=None, help="address of a running dask scheduler")
     g.add_argument("--n_workers", type=cli.positive_int, default=None,
@@ -60,6 +62,15 @@ def main(argv=None):
     spec = load_spec(args.spec)
     if args.runs:
         spec.runs = args.runs
+    if args.num_trajs:
+        try:
+            sizes = [int(n) for n in args.num_trajs.split(",")]
+        except ValueError:
+            raise cli.UserError(f"--num_trajs {args.num_trajs!r}: expected integers like 4,11")
+        bad = [n for n in sizes if n not in spec.num_trajs]
+        if bad:
+            raise cli.UserError(f"--num_trajs: {bad} not among the spec's sizes {spec.num_trajs}")
+        spec.num_trajs = sizes
     experts_tag = args.experts if args.experts in ("original", "own") else "custom"
     out = args.out or os.path.join("runs", f"{spec.suite}_{experts_tag}")
     client_kwargs = dict(scheduler=args.scheduler, cluster=args.cluster,
@@ -74,8 +85,7 @@ def main(argv=None):
     phases = PHASES[:-1] if args.phase == "all" else (args.phase,)
     try:
         for phase in phases:
-            print(f"=== {phase} ({spec.suite}, experts: {args.experts}) -> {out}",
-                  file=sys.stderr, flush=True)
+            print(f"=== {phase} ({spec.suite}, experts: {args.experts}) -> {out}", flush=True)
             {"0_sampletrajs": pipe.sample_trajs, "1_train": pipe.train,
              "2_eval": pipe.evaluate, "3_report": pipe.report}[phase]()
     finally:

@@ -85,15 +85,20 @@ def build_parser():
     g.add_argument("--print_freq", type=cli.positive_int, default=1)
     g.add_argument("--save_freq", type=cli.positive_int, default=20)
     g.add_argument("--log", default=None, help="HDF5 log file to create")
+    cli.add_resume_arg(g)
     cli.add_common_args(p)
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cli.check_log_path(args.log, resume=args.resume)
+    if args.resume:
+        cli.restore_args(args, parser, argv)
+    else:
+        args.policy_hidden_spec = cli.resolve_hidden_spec(args)
     cli.setup_backend(args)
-    cli.check_log_path(args.log)
-    args.policy_hidden_spec = cli.resolve_hidden_spec(args)
     if args.max_iter is None:
         args.max_iter = DEFAULT_MAX_ITER[args.mode]
 
@@ -101,7 +106,7 @@ def main(argv=None):
 
     from imitation.data import check_fits_mdp, load_dataset, subsample
     from imitation.envs import GymMDP
-    from imitation.training import train_loop
+    from imitation.training import RunState, train_loop
     from policyopt import FiniteSpace, SimConfig, imitation, nn, rl
 
     data = load_dataset(args.data)
@@ -111,7 +116,14 @@ def main(argv=None):
     obs_adapter = args.obs_adapter or (data.obs_adapter if not args.env_name else None)
     args.env_name, args.obs_adapter = env_name, obs_adapter
     if args.data_subsamp_freq is None:
-        args.data_subsamp_freq = int(data.attrs.get("data_subsamp_freq") or 20)
+        freq = data.attrs.get("data_subsamp_freq") or 20
+        try:
+            args.data_subsamp_freq = int(freq)
+        except (TypeError, ValueError):
+            args.data_subsamp_freq = 0
+        if args.data_subsamp_freq <= 0 or args.data_subsamp_freq != freq:
+            raise cli.UserError(f"{args.data}: attribute data_subsamp_freq {freq!r} is not a "
+                                "positive integer; pass --data_subsamp_freq")
     mdp = GymMDP(env_name, obs_adapter=obs_adapter, max_traj_len=args.max_traj_len,
                  num_workers=args.num_workers)
     try:
@@ -156,8 +168,17 @@ def main(argv=None):
                 return opt.evaluate()
 
             log_steps = []
+            state = RunState([policy], shared_vars=policy.bclone_adam_state_vars(), rng=rng,
+                             counters={"steps": (opt, "total_steps")})
+            start = 0
+            if args.resume:
+                start = resume_point(state, args.log, n_evals)
+                if start is None:
+                    return
+                log_steps.extend(logged_iters(args.log))
             train_loop(bclone_block, log, [policy], n_evals, save_freq=1,
-                       print_freq=args.print_freq,
+                       print_freq=args.print_freq, start_iter=start,
+                       extra_state=state.saver(lambda: len(log_steps) - 1),
                        snapshot_label=lambda it: log_steps[it])
             return
 
@@ -192,9 +213,36 @@ def main(argv=None):
             reward_func=reward, value_func=vf, policy_obsfeat_fn=None, reward_obsfeat_fn=None,
             policy_ent_reg=args.policy_ent_reg, ex_obs=ex_obs, ex_a=ex_a, ex_t=ex_t, rng=rng)
         models = [policy, reward] + ([vf] if vf is not None else [])
-        train_loop(opt.step, log, models, args.max_iter, args.save_freq, args.print_freq)
+        shared = reward.adam_state_vars() if args.reward_type == "nn" else []
+        state = RunState(models, shared_vars=shared, rng=rng,
+                         counters={"iter": (opt, "curr_iter")})
+        start = 0
+        if args.resume:
+            start = resume_point(state, args.log, args.max_iter)
+            if start is None:
+                return
+        train_loop(opt.step, log, models, args.max_iter, args.save_freq, args.print_freq,
+                   start_iter=start, extra_state=state.saver(lambda: opt.curr_iter - 1))
     finally:
         mdp.close()
+
+
+def resume_point(state, log, n_iter):
+    """Restore the run state from `log`; the next iteration, or None when already done."""
+    start = state.load(log) + 1
+    if start >= n_iter:
+        print(f"{log} already holds iterations 0..{start - 1}; nothing to do")
+        return None
+    print(f"resuming {log} at iteration {start}", flush=True)
+    return start
+
+
+def logged_iters(log):
+    """The `iter` column of a log's table (bclone: Adam steps done at each evaluation)."""
+    import tables
+
+    with tables.open_file(log, "r") as f:
+        return [int(i) for i in f.root.log.col("iter")]
 
 
 if __name__ == "__main__":

@@ -49,20 +49,25 @@ def build_parser():
     g.add_argument("--log", default=None, help="HDF5 log file to create")
     g.add_argument("--save_freq", type=cli.positive_int, default=20)
     g.add_argument("--print_freq", type=cli.positive_int, default=1)
+    cli.add_resume_arg(g)
     cli.add_common_args(p)
     return p
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cli.check_log_path(args.log, resume=args.resume)
+    if args.resume:
+        cli.restore_args(args, parser, argv)
+    else:
+        args.policy_hidden_spec = cli.resolve_hidden_spec(args)
     cli.setup_backend(args)
-    cli.check_log_path(args.log)
-    args.policy_hidden_spec = cli.resolve_hidden_spec(args)
 
     import numpy as np
 
     from imitation.envs import GymMDP
-    from imitation.training import train_loop
+    from imitation.training import RunState, train_loop
     from policyopt import FiniteSpace, SimConfig, nn, rl
 
     mdp = GymMDP(args.env_name, obs_adapter=args.obs_adapter, max_traj_len=args.max_traj_len,
@@ -87,9 +92,19 @@ def main(argv=None):
     print(f"TRPO on {mdp.spec.gym_id}: obs {mdp.obs_space.storage_size}, actions "
           f"{mdp.action_space}, policy {policy.get_num_params()} params, "
           f"{mdp.num_workers} sampling workers", flush=True)
+    state = RunState([policy, vf], rng=rng, counters={"iter": (opt, "curr_iter")})
+    start = 0
+    if args.resume:
+        start = state.load(args.log) + 1
+        if start >= args.max_iter:
+            print(f"{args.log} already holds iterations 0..{start - 1} (--max_iter "
+                  f"{args.max_iter}); nothing to do")
+            return
+        print(f"resuming {args.log} at iteration {start}", flush=True)
     log = nn.TrainingLog(args.log, attrs=vars(args))
     try:
-        train_loop(opt.step, log, [policy, vf], args.max_iter, args.save_freq, args.print_freq)
+        train_loop(opt.step, log, [policy, vf], args.max_iter, args.save_freq, args.print_freq,
+                   start_iter=start, extra_state=state.saver(lambda: opt.curr_iter - 1))
     finally:
         mdp.close()
 

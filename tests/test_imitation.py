@@ -223,24 +223,62 @@ def test_classifier_fit_batch_composition(rng, monkeypatch, discrete, B, N_ex):
     assert len(calls) == 3  # adam_steps updates
     assert not np.allclose(clf.get_params(), before)
     o, act, tt, labels, weights = calls[0]
-    assert o.shape == (2 * B, obs.shape[1]) and len(act) == 2 * B and tt.shape == (2 * B,)
-    # policy rows first, label 0; then an equally sized expert subsample, label 1
-    np.testing.assert_array_equal(labels, np.r_[np.zeros(B), np.ones(B)])
+    # policy rows first, label 0, weight 1/B each; then the distinct pairs of an equally sized
+    # expert subsample (B draws), label 1, each weighted by its count / B
+    assert labels.shape == weights.shape == (len(o),) and len(act) == len(o) == len(tt)
+    U = len(o) - B
+    assert 1 <= U <= min(B, N_ex)
+    np.testing.assert_array_equal(labels, np.r_[np.zeros(B), np.ones(U)])
     np.testing.assert_allclose(o[:B], obs)
     np.testing.assert_allclose(act[:B].reshape(B, -1), np.asarray(a).reshape(B, -1))
     assert np.all(o[B:, 0] > 500)
-    # every expert row is one of the expert pairs (with its own action and time)
+    np.testing.assert_allclose(weights[:B], np.full(B, 1. / B))
+    counts = weights[B:] * B
+    np.testing.assert_allclose(counts, np.round(counts))  # integer draw counts
+    assert np.all(counts >= 1) and np.isclose(counts.sum(), B)
+    if B > N_ex:
+        assert U < B  # with replacement: repeated draws collapse
+    else:
+        np.testing.assert_allclose(counts, 1.)  # without replacement: B distinct pairs
+    np.testing.assert_allclose(weights[labels == 0].sum(), 1.)
+    np.testing.assert_allclose(weights[labels == 1].sum(), 1.)
+    # every expert row is a distinct expert pair (with its own action and time)
+    seen = set()
     for row_o, row_a, row_t in zip(o[B:], act[B:], tt[B:]):
         j = int(np.argmin(np.abs(exobs - row_o).sum(axis=1)))
         np.testing.assert_allclose(exobs[j], row_o)
         np.testing.assert_allclose(np.asarray(exa[j]).reshape(-1), row_a.reshape(-1))
-        assert ext[j] == row_t
-    np.testing.assert_allclose(weights, np.full(2 * B, 1. / B))
-    np.testing.assert_allclose(weights[labels == 0].sum(), 1.)
-    np.testing.assert_allclose(weights[labels == 1].sum(), 1.)
+        assert ext[j] == row_t and j not in seen
+        seen.add(j)
     for c in calls[1:]:
         for x, y in zip(c, calls[0]):
             np.testing.assert_array_equal(x, y)  # the same batch for every Adam step
+
+
+@pytest.mark.parametrize("discrete", [False, True], ids=["continuous", "discrete"])
+def test_classifier_count_weights_equal_repeated_rows(rng, discrete):
+    """Collapsing repeated expert draws into count weights gives the same Adam step as feeding
+    every repeated row: the same loss, gradient, and hence parameters."""
+    clf, _, _ = _make_classifier(discrete, rng)
+    B, N_ex = 40, 6
+    obs, a, t = _inputs(discrete, rng, B=B)
+    exobs, exa, ext = _inputs(discrete, rng, B=N_ex)
+    state = clf.get_state()
+    adam0 = [v.get_value().copy() for v in clf.adam_state_vars()]
+    clf.fit(obs, a, t, exobs, exa, ext, np.random.default_rng(7))
+    fitted = clf.get_params().copy()
+    # the reference: the same draws, every repeated row fed explicitly with weight 1/B
+    clf.set_state(state)
+    for v, x in zip(clf.adam_state_vars(), adam0):
+        v.set_value(x)
+    ex_idx = np.random.default_rng(7).choice(N_ex, size=B, replace=True)
+    all_o = np.concatenate([obs, exobs[ex_idx]])
+    all_a = np.concatenate([np.asarray(a).reshape(B, -1), np.asarray(exa).reshape(N_ex, -1)[ex_idx]])
+    all_t = np.concatenate([t, ext[ex_idx]])
+    clf.update_inputnorm(all_o, all_a)
+    clf._adamstep(*clf._cast(all_o, all_a, all_t), np.r_[np.zeros(B), np.ones(B)],
+                  np.full(2 * B, 1. / B))
+    np.testing.assert_allclose(clf.get_params(), fitted, rtol=1e-10, atol=1e-12)
 
 
 def test_classifier_fit_updates_inputnorm(rng):
