@@ -159,92 +159,95 @@ def _report_first_step():
                   flush=True)
 
 
-def _start_episode(env, spec, rng):
-    obs, _ = env.reset(seed=int(rng.integers(2 ** 31 - 1)))
-    return spec.adapt(obs)
-
-
 def rollout_batch(envs, spec, policy, obsfeat_fn, min_sa, min_trajs, horizon, rng,
                   deterministic=False):
     """Sample whole trajectories with `envs` stepped together (see the module docstring).
 
+    Each environment is seeded from `rng` at its first reset in this call; later resets
+    continue its own generator, so the batch depends only on `rng`'s state.
     Returns stacked arrays (obs_N_Do, obsfeat_N_Df, adist_N_Pa, a_N_Da, r_N, lengths_B) in the
     order trajectories finished; None when there is nothing to sample.
     """
+    if min_sa <= 0 and min_trajs <= 0:
+        return None
     K = len(envs)
     if min_sa <= 0:
-        K = max(1, min(K, max(min_trajs, 1)))
+        K = max(1, min(K, min_trajs))
     discrete = isinstance(policy.action_space, FiniteSpace)
+    env_seeds = [int(x) for x in rng.integers(2 ** 31 - 1, size=K)]
+    seeded = [False] * K
 
+    # Per-environment state as plain Python lists/ints: this loop runs once per environment
+    # step, where NumPy scalar indexing would cost more than the bookkeeping itself.
     cap = min(horizon, 1024)
     bufs = None
     cur_obs = [None] * K
-    tpos = np.zeros(K, dtype=np.int64)
-    running = np.zeros(K, dtype=bool)
-    steps_done = 0  # steps taken in every episode started so far
-    started = 0
-    done_lengths = []
-    out_obs, out_feat, out_adist, out_a, out_r = [], [], [], [], []
+    tpos = [0] * K
+    running = []  # indices of environments with an episode in progress
+    rewards = [[] for _ in range(K)]
+    state = dict(steps_done=0, started=0, done_sum=0)  # steps of all started episodes, ...
+    lengths = []
+    out = ([], [], [], [], [])  # obs, adist, a, rewards, features
 
     def want_more():
-        if started < min_trajs:
+        if state["started"] < min_trajs:
             return True
         if min_sa <= 0:
             return False
-        mean_len = np.mean(done_lengths) if done_lengths else horizon
-        expected_rest = np.maximum(mean_len - tpos[running], 1.).sum()
-        return steps_done + expected_rest < min_sa
+        mean_len = state["done_sum"] / len(lengths) if lengths else horizon
+        expected_rest = sum(max(mean_len - tpos[i], 1.) for i in running)
+        return state["steps_done"] + expected_rest < min_sa
 
-    if min_sa <= 0 and min_trajs <= 0:
-        return None
+    def start(i):
+        obs, _ = envs[i].reset(seed=None if seeded[i] else env_seeds[i])
+        seeded[i] = True
+        cur_obs[i] = spec.adapt(obs)
+        tpos[i] = 0
+        rewards[i] = []
+        running.append(i)
+        state["started"] += 1
+
     for i in range(K):
         if want_more():
-            cur_obs[i] = _start_episode(envs[i], spec, rng)
-            running[i], started = True, started + 1
+            start(i)
 
     _report_first_step()
-    while running.any():
-        idx = np.flatnonzero(running)
+    while running:
+        idx = list(running)
         obs_A_Do = np.stack([cur_obs[i] for i in idx])
         feat_A_Df = obs_A_Do if obsfeat_fn is None else obsfeat_fn(obs_A_Do)
         a_A_Da, adist_A_Pa = policy.sample_actions(feat_A_Df, rng, deterministic=deterministic)
+        # without an obsfeat_fn the features are the observations: one buffer serves both
+        rows = (obs_A_Do, adist_A_Pa, a_A_Da) + (() if obsfeat_fn is None else (feat_A_Df,))
         if bufs is None:
-            bufs = [np.zeros((K, cap) + x.shape[1:], dtype=x.dtype)
-                    for x in (obs_A_Do, feat_A_Df, adist_A_Pa, a_A_Da)]
-            bufs.append(np.zeros((K, cap)))
-        if tpos[idx].max() >= cap:
+            bufs = [np.zeros((K, cap) + x.shape[1:], dtype=x.dtype) for x in rows]
+        t_A = [tpos[i] for i in idx]
+        if max(t_A) >= cap:
             cap *= 2
             bufs = [np.concatenate([b, np.zeros_like(b)], axis=1) for b in bufs]
-        t_A = tpos[idx]
-        bufs[0][idx, t_A] = obs_A_Do
-        bufs[1][idx, t_A] = feat_A_Df
-        bufs[2][idx, t_A] = adist_A_Pa
-        bufs[3][idx, t_A] = a_A_Da
-        acts = a_A_Da[:, 0] if discrete else a_A_Da
+        for b, x in zip(bufs, rows):
+            b[idx, t_A] = x
+        acts = a_A_Da[:, 0].tolist() if discrete else a_A_Da
         for j, i in enumerate(idx):
-            obs, r, terminated, truncated, _ = envs[i].step(int(acts[j]) if discrete else acts[j])
-            bufs[4][i, tpos[i]] = r
-            tpos[i] += 1
-            steps_done += 1
-            if terminated or truncated or tpos[i] >= horizon:
-                T = int(tpos[i])
-                out_obs.append(bufs[0][i, :T].copy())
-                out_feat.append(bufs[1][i, :T].copy())
-                out_adist.append(bufs[2][i, :T].copy())
-                out_a.append(bufs[3][i, :T].copy())
-                out_r.append(bufs[4][i, :T].copy())
-                done_lengths.append(T)
-                tpos[i] = 0
-                running[i] = False
+            obs, r, terminated, truncated, _ = envs[i].step(acts[j])
+            rewards[i].append(r)
+            t = tpos[i] = tpos[i] + 1
+            state["steps_done"] += 1
+            if terminated or truncated or t >= horizon:
+                for o, b in zip(out[:3] + out[4:], bufs):
+                    o.append(b[i, :t].copy())
+                out[3].append(np.asarray(rewards[i], dtype=np.float64))
+                lengths.append(t)
+                state["done_sum"] += t
+                running.remove(i)
                 if want_more():
-                    cur_obs[i] = _start_episode(envs[i], spec, rng)
-                    running[i], started = True, started + 1
+                    start(i)
             else:
                 cur_obs[i] = spec.adapt(obs)
 
-    lengths = np.array(done_lengths, dtype=np.int64)
-    return (np.concatenate(out_obs), np.concatenate(out_feat), np.concatenate(out_adist),
-            np.concatenate(out_a), np.concatenate(out_r), lengths)
+    obs_N, adist_N, a_N, r_N = (np.concatenate(o) for o in out[:4])
+    feat_N = obs_N if obsfeat_fn is None else np.concatenate(out[4])
+    return obs_N, feat_N, adist_N, a_N, r_N, np.array(lengths, dtype=np.int64)
 
 
 # ------------------------------------------------------------------------------- worker pool
@@ -430,13 +433,16 @@ class GymMDP(policyopt.MDP):
         self._local_envs = []
 
 
+MAX_ENVS_PER_WORKER = 16
+
+
 def default_batch_size(min_sa, min_trajs, horizon, num_workers):
-    """Environments per worker: enough to amortise the per-step policy call (8), fewer when a
-    worker's share of the batch is only a few episodes long."""
+    """Environments per worker: enough to amortise the per-step policy call (up to 16), fewer
+    when a worker's share of the batch is only a few episodes long."""
     if min_sa > 0:
         per_worker = min_sa / num_workers
-        return int(np.clip(per_worker // max(min(horizon, 1000), 1), 1, 8))
-    return int(np.clip(math.ceil(max(min_trajs, 1) / num_workers), 1, 8))
+        return int(np.clip(per_worker // max(min(horizon, 1000), 1), 1, MAX_ENVS_PER_WORKER))
+    return int(np.clip(math.ceil(max(min_trajs, 1) / num_workers), 1, MAX_ENVS_PER_WORKER))
 
 
 def sample_random_returns(env_name, obs_adapter, num_trajs, seed):

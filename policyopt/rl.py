@@ -68,6 +68,7 @@ class Policy(nn.Model):
         self.gnvp_P = thutil.gauss_newton_vector_product(self.kl, self.raw_B_R, self.param_vars,
                                                          self.v_P)
         self.bclone_loss = -logprobs_B.mean()
+        self.activations = [normalized_B_Df] + self.net_activations + [self.raw_B_R]
 
     # subclasses: distribution maths
     def _make_raw_ops(self, obsfeat_B_Df):
@@ -121,6 +122,15 @@ class Policy(nn.Model):
     @thutil.lazy_function
     def _compute_gnvp(self):
         return [self.obsfeat_B_Df, self.proposal_actiondist_B_Pa, self.v_P], self.gnvp_P
+
+    @thutil.lazy_function
+    def _compute_activations(self):
+        return [self.obsfeat_B_Df], self.activations
+
+    @thutil.lazy_function
+    def _compute_gnvp_from_activations(self):
+        cached, (gnvp_P,) = thutil.cut_forward([self.gnvp_P], self.activations)
+        return cached + [self.proposal_actiondist_B_Pa, self.v_P], gnvp_P
 
     @thutil.lazy_function
     def _compute_bclone_loss(self):
@@ -182,6 +192,7 @@ class GaussianPolicy(Policy):
             net = nn.FeedforwardNet(obsfeat_B_Df, (self.Df,), self.hidden_spec)
         with nn.variable_scope("out"):
             out = nn.AffineLayer(net.output, net.output_shape, (Da,), initializer=0.)
+        self.net_activations = [l.output for l in net.layers] + [out.output]
         means_B_Da = out.output
         self.logstdevs_1_Da = nn.get_variable("logstdevs_1_Da",
                                               np.full((1, Da), self.init_logstdev))
@@ -231,6 +242,7 @@ class GibbsPolicy(Policy):
         with nn.variable_scope("out"):
             out = nn.AffineLayer(net.output, net.output_shape, (self.action_space.size,),
                                  initializer=0.)
+        self.net_activations = [l.output for l in net.layers]
         return out.output  # scores
 
     def _actiondist_from_raw(self, scores_B_Pa):
@@ -322,6 +334,7 @@ class ValueFunc(nn.Model):
             with nn.variable_scope("out"):
                 out = nn.AffineLayer(net.output, net.output_shape, (1,), initializer=0.)
         self.val_B = out.output[:, 0]
+        self.activations = [net_input] + [l.output for l in net.layers] + [self.val_B]
         self.param_vars = self.get_trainable_variables()
         self.P = self.get_num_params()
         self.target_val_B = pt.vector("target_val_B")
@@ -345,9 +358,10 @@ class ValueFunc(nn.Model):
                 [self.obj, self.kl])
 
     @thutil.lazy_function
-    def _compute_obj_kl_and_grad(self):
-        return ([self.obsfeat_B_Df, self.t_B, self.target_val_B, self.old_val_B],
-                [self.obj, self.kl, self.objgrad_P])
+    def _compute_val_obj_and_grad(self):
+        # at x0 the old values are the current ones (and the "KL" is 0): one forward pass
+        return [self.obsfeat_B_Df, self.t_B, self.target_val_B], [self.val_B, self.obj,
+                                                                  self.objgrad_P]
 
     @thutil.lazy_function
     def _compute_hvp(self):
@@ -356,6 +370,15 @@ class ValueFunc(nn.Model):
     @thutil.lazy_function
     def _compute_gnvp(self):
         return [self.obsfeat_B_Df, self.t_B, self.old_val_B, self.v_P], self.gnvp_P
+
+    @thutil.lazy_function
+    def _compute_activations(self):
+        return [self.obsfeat_B_Df, self.t_B], self.activations
+
+    @thutil.lazy_function
+    def _compute_gnvp_from_activations(self):
+        cached, (gnvp_P,) = thutil.cut_forward([self.gnvp_P], self.activations)
+        return cached + [self.old_val_B, self.v_P], gnvp_P
 
     def evaluate(self, obsfeat_B_Df, t_B):
         """V for a batch, in the units of the targets."""
@@ -371,23 +394,26 @@ class ValueFunc(nn.Model):
             self.obsnorm.update(obsfeat_B_Df)
         self.vnorm.update(np.asarray(y_B, dtype=floatX)[:, None])
         ynorm_B = self.vnorm.standardize(np.asarray(y_B)[:, None])[:, 0]
-        old_val_B = self._evaluate_raw(obsfeat_B_Df, t_B)
         params0_P = self.get_params()
-        obj0, kl0, grad_P = self._compute_obj_kl_and_grad(obsfeat_B_Df, t_B, ynorm_B, old_val_B)
+        old_val_B, obj0, grad_P = self._compute_val_obj_and_grad(obsfeat_B_Df, t_B, ynorm_B)
         sub = subsample_indices(len(t_B), hvp_subsample, rng)
 
         def obj_and_kl(x_P):
             self.set_params(x_P)
             return self._compute_obj_and_kl(obsfeat_B_Df, t_B, ynorm_B, old_val_B)
 
-        hvp_fn = self._compute_gnvp if self.hvp_mode == "gauss_newton" else self._compute_hvp
+        if self.hvp_mode == "gauss_newton":
+            acts = self._compute_activations(obsfeat_B_Df[sub], t_B[sub])
 
-        def hvp(v_P):
-            self.set_params(params0_P)
-            return hvp_fn(obsfeat_B_Df[sub], t_B[sub], old_val_B[sub], v_P)
+            def hvp(v_P):
+                return self._compute_gnvp_from_activations(*acts, old_val_B[sub], v_P)
+        else:
+            def hvp(v_P):
+                self.set_params(params0_P)
+                return self._compute_hvp(obsfeat_B_Df[sub], t_B[sub], old_val_B[sub], v_P)
 
         x_P, info = optim.ngstep(params0_P, grad_P, obj_and_kl, hvp, self.max_kl, self.damping,
-                                 obj_and_kl0=(obj0, kl0))
+                                 obj_and_kl0=(obj0, 0.))
         self.set_params(x_P)
         return info
 
@@ -437,11 +463,16 @@ class TRPO:
             policy.set_params(x_P)
             return policy._compute_obj_and_kl(obsfeat_B_Df, a_B_Da, adist_B_Pa, adv_B)
 
-        hvp_fn = policy._compute_gnvp if self.hvp_mode == "gauss_newton" else policy._compute_hvp
+        if self.hvp_mode == "gauss_newton":
+            # the network's activations at x0 on the subsample, once for the whole CG solve
+            acts = policy._compute_activations(obsfeat_B_Df[sub])
 
-        def hvp(v_P):
-            policy.set_params(params0_P)
-            return hvp_fn(obsfeat_B_Df[sub], adist_B_Pa[sub], v_P)
+            def hvp(v_P):
+                return policy._compute_gnvp_from_activations(*acts, adist_B_Pa[sub], v_P)
+        else:
+            def hvp(v_P):
+                policy.set_params(params0_P)
+                return policy._compute_hvp(obsfeat_B_Df[sub], adist_B_Pa[sub], v_P)
 
         x_P, info = optim.ngstep(params0_P, grad_P, obj_and_kl, hvp, self.max_kl, self.damping,
                                  obj_and_kl0=(obj0, kl0))

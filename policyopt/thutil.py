@@ -121,6 +121,21 @@ def gauss_newton_vector_product(loss, raw, params, v_P):
     return flatgrad((raw * pytensor.gradient.disconnected_grad(HJv)).sum(), params)
 
 
+def cut_forward(outputs, activations):
+    """Rewrite `outputs` so that the forward-pass values `activations` become inputs.
+
+    Returns (placeholders, new outputs). A Hessian-vector product is evaluated ten times per
+    conjugate-gradient solve at the same parameters and data; computing the network's
+    activations once and feeding them to a graph that only does the derivative passes saves a
+    third of every product. The derivative nodes are untouched, so the values are identical.
+    """
+    from pytensor.graph.replace import graph_replace
+
+    placeholders = [a.type(name=f"{a.name or 'act'}_cached") for a in activations]
+    cut = graph_replace(list(outputs), dict(zip(activations, placeholders)), strict=False)
+    return placeholders, cut
+
+
 def select_columns(x_B_K, idx_B, K):
     """x[b, idx[b]] for every row b, written as a masked sum over the K columns (an integer
     gather compiles in every backend this way: JAX's arange of a symbolic batch size fails
