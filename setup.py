@@ -15,7 +15,7 @@ setup(
     install_requires=[
         "numpy>=1.26",
         "scipy>=1.12",
-        "pytensor>=2.30",
+        "pytensor>=3.0,<4",
         "gymnasium[mujoco]>=1.0",
         "h5py>=3.9",
         "tables>=3.9",
@@ -24,9 +24,11 @@ setup(
         "matplotlib>=3.7",
         "dask[distributed]>=2024.1",
         "threadpoolctl>=3.1",
+        "pandas>=2.0",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # the tests cover every backend (numba comes with pytensor; jax on the CPU) and video
+        "test": ["pytest>=7", "jax>=0.4.30", "imageio[ffmpeg]>=2.30"],
         "numba": ["numba>=0.59"],
         "jax": ["jax>=0.4.30"],
         "cluster": ["dask-jobqueue>=0.8"],

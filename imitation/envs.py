@@ -24,6 +24,7 @@ applied implicitly.
 import atexit
 import math
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import signal
 import warnings
@@ -160,11 +161,12 @@ def _report_first_step():
 
 
 def rollout_batch(envs, spec, policy, obsfeat_fn, min_sa, min_trajs, horizon, rng,
-                  deterministic=False):
+                  deterministic=False, on_traj_done=None):
     """Sample whole trajectories with `envs` stepped together (see the module docstring).
 
     Each environment is seeded from `rng` at its first reset in this call; later resets
     continue its own generator, so the batch depends only on `rng`'s state.
+    `on_traj_done(length)` is called as each trajectory finishes (progress reporting).
     Returns stacked arrays (obs_N_Do, obsfeat_N_Df, adist_N_Pa, a_N_Da, r_N, lengths_B) in the
     order trajectories finished; None when there is nothing to sample.
     """
@@ -239,6 +241,8 @@ def rollout_batch(envs, spec, policy, obsfeat_fn, min_sa, min_trajs, horizon, rn
                 out[3].append(np.asarray(rewards[i], dtype=np.float64))
                 lengths.append(t)
                 state["done_sum"] += t
+                if on_traj_done is not None:
+                    on_traj_done(t)
                 running.remove(i)
                 if want_more():
                     start(i)
@@ -268,12 +272,13 @@ def _worker_main(conn, spec, policy, obsfeat_fn, batch_size):
             break
         if msg is None:
             break
-        state, min_sa, min_trajs, horizon, seed, deterministic = msg
+        state, min_sa, min_trajs, horizon, seed, deterministic, progress = msg
         try:
             policy.set_state(state)
             rng = np.random.default_rng(seed)
+            report = (lambda t: conn.send(("progress", t))) if progress else None
             res = rollout_batch(envs, spec, policy, obsfeat_fn, min_sa, min_trajs, horizon, rng,
-                                deterministic)
+                                deterministic, on_traj_done=report)
             conn.send(("ok", res))
         except Exception as e:  # report, don't die silently
             import traceback
@@ -321,18 +326,31 @@ class SamplerPool:
             self.procs.append(p)
         atexit.register(self.close)
 
-    def sample(self, min_sa, min_trajs, horizon, seeds, deterministic):
+    def sample(self, min_sa, min_trajs, horizon, seeds, deterministic, on_traj_done=None):
         state = self.policy.get_state()
+        progress = on_traj_done is not None
         for w, (conn, seed) in enumerate(zip(self.conns, seeds)):
             conn.send((state, split_quota(min_sa, self.num_workers, w),
-                       split_quota(min_trajs, self.num_workers, w), horizon, seed, deterministic))
-        results, errors = [], []
-        for w, conn in enumerate(self.conns):
-            try:
-                status, payload = conn.recv()
-            except (EOFError, OSError):
-                status, payload = "error", f"worker {w} died (exit code {self.procs[w].exitcode})"
-            (results if status == "ok" else errors).append(payload)
+                       split_quota(min_trajs, self.num_workers, w), horizon, seed, deterministic,
+                       progress))
+        results, errors = [None] * self.num_workers, []
+        pending = dict(enumerate(self.conns))
+        while pending:
+            for conn in mp.connection.wait(list(pending.values())):
+                w = next(k for k, c in pending.items() if c is conn)
+                try:
+                    status, payload = conn.recv()
+                except (EOFError, OSError):
+                    status, payload = "error", (f"worker {w} died (exit code "
+                                                f"{self.procs[w].exitcode})")
+                if status == "progress":
+                    on_traj_done(payload)
+                    continue
+                del pending[w]
+                if status == "ok":
+                    results[w] = payload
+                else:
+                    errors.append(payload)
         if errors:
             raise RuntimeError("sampling failed in a worker: " + errors[0])
         return results
@@ -393,11 +411,12 @@ class GymMDP(policyopt.MDP):
         limits = [x for x in (self.max_episode_steps, cfg_max_traj_len) if x]
         return min(limits) if limits else 10 ** 9
 
-    def sim_mp(self, policy, obsfeat_fn, cfg, rng, deterministic=False):
+    def sim_mp(self, policy, obsfeat_fn, cfg, rng, deterministic=False, progress=None):
         """Sample whole trajectories per `cfg` (a SimConfig) with `policy`.
 
         `rng` (np.random.Generator) seeds everything; `obsfeat_fn` maps observations to the
-        policy's features (None: identity)."""
+        policy's features (None: identity); `progress`: a label to show a progress bar over
+        the trajectories (for long one-off sampling such as datasets and evaluations)."""
         min_sa = cfg.min_total_sa if cfg.min_total_sa is not None else -1
         min_trajs = cfg.min_num_trajs if cfg.min_num_trajs is not None else -1
         if min_sa <= 0 and min_trajs <= 0:
@@ -406,23 +425,42 @@ class GymMDP(policyopt.MDP):
         batch_size = cfg.batch_size or default_batch_size(min_sa, min_trajs, horizon,
                                                           max(self.num_workers, 1))
         base_seed = int(rng.integers(2 ** 63 - 1))
-        if self.num_workers <= 0:
-            while len(self._local_envs) < batch_size:
-                self._local_envs.append(self.spec.make())
-            results = [rollout_batch(self._local_envs[:batch_size], self.spec, policy,
-                                     obsfeat_fn, min_sa, min_trajs, horizon,
-                                     np.random.default_rng([base_seed, 0]), deterministic)]
-        else:
-            key = (id(policy), id(obsfeat_fn), batch_size)
-            if key not in self._pools:
-                self._pools[key] = SamplerPool(self.spec, policy, obsfeat_fn, self.num_workers,
-                                               batch_size)
-            seeds = [[base_seed, w] for w in range(self.num_workers)]
-            results = self._pools[key].sample(min_sa, min_trajs, horizon, seeds, deterministic)
+        bar = None
+        if progress:
+            import sys
+
+            from tqdm import tqdm
+
+            total = min_trajs if min_trajs > 0 else None
+            bar = tqdm(total=total, desc=progress, unit="traj", file=sys.stderr, leave=False)
+        try:
+            results = self._sample(policy, obsfeat_fn, min_sa, min_trajs, horizon, batch_size,
+                                   base_seed, deterministic,
+                                   (lambda t: bar.update(1)) if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
         results = [r for r in results if r is not None]
         lengths = np.concatenate([r[5] for r in results])
         stacked = [np.concatenate([r[k] for r in results]) for k in range(5)]
         return TrajBatch.from_stacked(*stacked, lengths)
+
+    def _sample(self, policy, obsfeat_fn, min_sa, min_trajs, horizon, batch_size, base_seed,
+                deterministic, on_traj_done):
+        if self.num_workers <= 0:
+            while len(self._local_envs) < batch_size:
+                self._local_envs.append(self.spec.make())
+            return [rollout_batch(self._local_envs[:batch_size], self.spec, policy,
+                                  obsfeat_fn, min_sa, min_trajs, horizon,
+                                  np.random.default_rng([base_seed, 0]), deterministic,
+                                  on_traj_done)]
+        key = (id(policy), id(obsfeat_fn), batch_size)
+        if key not in self._pools:
+            self._pools[key] = SamplerPool(self.spec, policy, obsfeat_fn, self.num_workers,
+                                           batch_size)
+        seeds = [[base_seed, w] for w in range(self.num_workers)]
+        return self._pools[key].sample(min_sa, min_trajs, horizon, seeds, deterministic,
+                                       on_traj_done)
 
     def close(self):
         for pool in self._pools.values():

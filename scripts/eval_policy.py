@@ -59,7 +59,8 @@ def main(argv=None):
         print(f"{policy_summary(policy)}; {key}; {mdp.spec.gym_id}{adapter}", flush=True)
     rng = np.random.default_rng(args.seed)
     batch = mdp.sim_mp(policy, None, SimConfig(min_num_trajs=args.num_trajs, min_total_sa=-1),
-                       rng, deterministic=args.deterministic)
+                       rng, deterministic=args.deterministic,
+                       progress=None if args.quiet else "evaluating")
     mdp.close()
     rets = batch.returns
     if not args.quiet:

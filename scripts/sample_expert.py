@@ -68,7 +68,8 @@ def sample_dataset(policy_string, out, num_trajs, env_name=None, obs_adapter=Non
                  num_workers=num_workers)
     check_policy_fits(policy, mdp)
     batch = mdp.sim_mp(policy, None, SimConfig(min_num_trajs=num_trajs, min_total_sa=-1),
-                       np.random.default_rng(seed), deterministic=deterministic)
+                       np.random.default_rng(seed), deterministic=deterministic,
+                       progress="sampling expert trajectories" if verbose else None)
     mdp.close()
     rets = batch.returns
     write_dataset(out, batch, {
