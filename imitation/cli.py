@@ -159,9 +159,11 @@ def restore_args(args, parser, argv=None):
                             f"--max_iter, --save_freq, --print_freq, --num_workers and --backend "
                             f"may change)")
     for k, v in stored.items():
-        # max_iter and save_freq continue as stored unless given again; the other
-        # overridable ones (paths, printing, workers, backend) are this invocation's
-        if k in RESUME_OVERRIDABLE and (k in given or k not in ("max_iter", "save_freq")):
+        # max_iter, save_freq and the worker count (the sampled episodes depend on it)
+        # continue as stored unless given again; the other overridable ones (paths, printing,
+        # backend) are this invocation's
+        if k in RESUME_OVERRIDABLE and (
+                k in given or k not in ("max_iter", "save_freq", "num_workers")):
             continue
         setattr(args, k, v)
     if "policy_hidden_spec" in stored:

@@ -129,7 +129,7 @@ def resolve_env(env_name, obs_adapter=None, max_traj_len=None):
             raise EnvError(f"unknown observation adapter {obs_adapter!r}; available: "
                            f"{', '.join(sorted(OBS_ADAPTERS))}")
         adapter_name = obs_adapter
-        if obs_adapter == "ant_v1":
+        if obs_adapter == "ant_v1" and gym_id.startswith("Ant-"):
             kwargs = {**kwargs, "include_cfrc_ext_in_observation": True}
     if gym_id not in gym.registry:
         close = [k for k in gym.registry if k.split("-")[0].lower() == gym_id.split("-")[0].lower()]
@@ -375,11 +375,19 @@ class GymMDP(policyopt.MDP):
 
     def __init__(self, env_name, obs_adapter=None, max_traj_len=None, num_workers=None):
         self.spec = resolve_env(env_name, obs_adapter, max_traj_len)
-        env = self.spec.make()
+        try:
+            env = self.spec.make()
+        except Exception as e:
+            raise EnvError(f"{env_name}: cannot create the environment "
+                           f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
         try:
             import gymnasium as gym
 
             obs, _ = env.reset(seed=0)
+            ad = self.spec.adapter
+            if ad is not None and np.shape(obs)[-1:] != (ad.in_dim,):
+                raise EnvError(f"observation adapter {ad.name} expects {ad.in_dim}-dim "
+                               f"observations but {self.spec.gym_id} gives {np.shape(obs)[-1]}")
             obs_dim = int(np.prod(self.spec.adapt(obs).shape))
             if len(np.shape(obs)) != 1:
                 raise EnvError(f"{env_name}: only flat (1-D) observations are supported, got "

@@ -163,16 +163,27 @@ def log_is_finished(path):
 
 
 def run_train_job(job):
-    """One imitate_mj.py run (in a subprocess); its output goes to <log>.out."""
+    """One imitate_mj.py run (in a subprocess); its output goes to <log>.out. A log left by an
+    interrupted run is continued with --resume (or restarted when it cannot be)."""
     log = job["log"]
     if log_is_finished(log):
         return dict(name=job["name"], status="skipped", seconds=0.)
-    if os.path.exists(log):
-        os.unlink(log)  # an interrupted run: start it again
     cmd = [sys.executable, os.path.join(REPO_ROOT, "scripts", "imitate_mj.py")] + job["args"]
     t0 = time.time()
-    with open(log + ".out", "w") as out:
-        rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+
+    def run(extra, mode):
+        with open(log + ".out", mode) as out:
+            return subprocess.call(cmd + extra, stdout=out, stderr=subprocess.STDOUT,
+                                   cwd=REPO_ROOT)
+
+    rc = None
+    if os.path.exists(log):
+        rc = run(["--resume"], "a")
+        if rc != 0 and not log_is_finished(log):
+            os.unlink(log)  # not resumable: start again
+            rc = None
+    if rc is None:
+        rc = run([], "w")
     status = "ok" if rc == 0 and log_is_finished(log) else f"failed (exit {rc})"
     return dict(name=job["name"], status=status, seconds=time.time() - t0)
 

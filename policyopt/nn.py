@@ -298,10 +298,13 @@ class Standardizer(Model):
         old = self.get_count()
         new = old + n
         w_old, w_new = old / new, n / new
-        self._mean_1_D.set_value(w_old * self._mean_1_D.get_value()
-                                 + w_new * x_N_D.mean(axis=0, keepdims=True))
-        self._meansq_1_D.set_value(w_old * self._meansq_1_D.get_value()
-                                   + w_new * np.square(x_N_D).mean(axis=0, keepdims=True))
+        with np.errstate(over="ignore", invalid="ignore"):
+            # overflowing data yields inf/NaN statistics, which the training loop's divergence
+            # check reports in one line; NumPy's warnings would only add noise before it
+            self._mean_1_D.set_value(w_old * self._mean_1_D.get_value()
+                                     + w_new * x_N_D.mean(axis=0, keepdims=True))
+            self._meansq_1_D.set_value(w_old * self._meansq_1_D.get_value()
+                                       + w_new * np.square(x_N_D).mean(axis=0, keepdims=True))
         self._count.set_value(np.array(new, dtype=floatX))
 
     def standardize_expr(self, x_B_D):

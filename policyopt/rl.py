@@ -485,9 +485,10 @@ def check_finite(model, what, iteration):
     before this iteration, stays the last good one)."""
     for v in model.get_variables():
         if not np.all(np.isfinite(v.get_value(borrow=True))):
+            kept = ("the last snapshot in the log is the last good state" if iteration > 0
+                    else "nothing was saved")
             raise optim.DivergedError(f"the {what}'s {v.name} became NaN/inf at iteration "
-                                      f"{iteration}; the last snapshot in the log is the last "
-                                      "good state")
+                                      f"{iteration}; {kept}")
 
 
 def warn_nonfinite(info, what, iteration):

@@ -126,6 +126,7 @@ def main(argv=None):
                                 "positive integer; pass --data_subsamp_freq")
     mdp = GymMDP(env_name, obs_adapter=obs_adapter, max_traj_len=args.max_traj_len,
                  num_workers=args.num_workers)
+    args.num_workers = mdp.num_workers  # recorded resolved: a resume samples the same way
     try:
         check_fits_mdp(data, mdp)
         ex_obs, ex_a, ex_t = subsample(data, args.limit_trajs, args.data_subsamp_freq,

@@ -72,6 +72,7 @@ def main(argv=None):
 
     mdp = GymMDP(args.env_name, obs_adapter=args.obs_adapter, max_traj_len=args.max_traj_len,
                  num_workers=args.num_workers)
+    args.num_workers = mdp.num_workers  # recorded resolved: a resume samples the same way
     nn.seed_initializers(args.seed)
     rng = np.random.default_rng(args.seed)
     if isinstance(mdp.action_space, FiniteSpace):

@@ -73,6 +73,7 @@ def sample_dataset(policy_string, out, num_trajs, env_name=None, obs_adapter=Non
     mdp.close()
     rets = batch.returns
     write_dataset(out, batch, {
+        "expert_trained_with": policy_file_attr(policy_string, "trained_with"),
         "env_name": env_name, "obs_adapter": mdp.spec.adapter.name if mdp.spec.adapter else None,
         "gym_id": mdp.spec.gym_id, "source_policy": policy_string, "seed": int(seed),
         "deterministic": int(deterministic), "num_trajs": int(len(batch)),
@@ -82,6 +83,15 @@ def sample_dataset(policy_string, out, num_trajs, env_name=None, obs_adapter=Non
         print(f"wrote {out}: {len(batch)} trajectories, {batch.num_sa} transitions, "
               f"return {rets.mean():.2f} +/- {rets.std():.2f}")
     return batch
+
+
+def policy_file_attr(policy_string, name):
+    """A root attribute of the policy's file (e.g. how the expert was trained), or None."""
+    from imitation.snapshots import open_h5, parse_policy_string
+
+    with open_h5(parse_policy_string(policy_string)[0]) as f:
+        v = f.attrs.get(name)
+    return v.decode() if isinstance(v, bytes) else v
 
 
 if __name__ == "__main__":

@@ -129,8 +129,7 @@ BAD_INPUT_CASES = [
     case("rl-max-kl-nan", RL, CP + ["--policy_max_kl", "nan"], "--policy_max_kl",
          argparse=True, slow=True),
     case("rl-obs-adapter-for-another-env", RL, CP + ["--obs_adapter", "ant_v1"], "ant_v1",
-         xfail="imitation/envs.py applies the adapter's make kwargs to any environment "
-               "(gym.make TypeError)"),
+         "105-dim"),
     case("rl-log-dir-missing", RL, CP + ["--log", "{d}/no_dir/run.h5"], "does not exist"),
     case("rl-log-exists", RL, CP + ["--log", "{log_rl}"], "already exists"),
     case("rl-resume-not-hdf5", RL, CP + ["--log", "{text}", "--resume"], "text.h5",
@@ -153,8 +152,7 @@ BAD_INPUT_CASES = [
          "4-dim observations", "Acrobot-v1 gives 6"),
     case("ev-obs-adapter-dims-mismatch", EV, ["{policy}", "--env_name", "CartPole-v1",
                                               "--obs_adapter", "acrobot_v0"], "acrobot_v0",
-         slow=True, xfail="imitation/envs.py does not check the adapter's input size "
-                          "(IndexError in the adapter)"),
+         "6-dim", slow=True),
     case("ev-nan-parameters", EV, ["{policy_nan}"], "NaN or inf"),
     # ---- sample_expert.py
     case("se-no-such-snapshot", SE, ["{policy}/snapshots/iter0000005", "--out", "{d}/o.h5",
