@@ -28,10 +28,11 @@ setup(
     ],
     extras_require={
         # the tests cover every backend (numba comes with pytensor; jax on the CPU) and video
-        "test": ["pytest>=7", "jax>=0.4.30", "imageio[ffmpeg]>=2.30"],
+        "test": ["pytest>=7", "jax>=0.4.30", "imageio[ffmpeg]>=2.30", "pygame>=2.1"],
         "numba": ["numba>=0.59"],
         "jax": ["jax>=0.4.30"],
         "cluster": ["dask-jobqueue>=0.8"],
-        "video": ["imageio[ffmpeg]>=2.30"],
+        # scripts/vis_mj.py: MP4 output (imageio-ffmpeg), classic-control rendering (pygame)
+        "video": ["imageio[ffmpeg]>=2.30", "pygame>=2.1"],
     },
 )

@@ -1,0 +1,232 @@
+#!/usr/bin/env python
+"""Learning curves from one or several training logs, side by side.
+
+    python scripts/showlog.py runs/ga_hopper.h5 runs/trpo_hopper.h5 --out curves.png
+    python scripts/showlog.py a.h5 b.h5 --labels GAIL BC --fields trueret valacc --smooth 10
+
+A log is the HDF5 file written with --log by imitate_mj.py or run_rl_mj.py (or an original
+expert's file): a table `log` with one row per iteration. By default there is one panel for each
+of: the true return (`trueret`; `ret` in RL logs), the discriminator accuracy (`racc`, `raccpi`,
+`raccex`), the KL step (`kl`) and the policy entropy (`ent`), x = `iter`; panels only for fields
+that at least one log has, one line per log. --fields picks other columns, one panel each
+(`trueret` and `ret` stand for each other, so imitation and RL logs compare on one panel).
+
+Prints a short summary per log (iterations, last and best return). The figure is written
+atomically (png, pdf or svg, by the extension of --out).
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from imitation import cli  # noqa: E402
+
+# Default panels: (title, [fields]); a panel is drawn when at least one log has one of them.
+DEFAULT_PANELS = [
+    ("true return", ["trueret"]),
+    ("discriminator accuracy", ["racc", "raccpi", "raccex"]),
+    ("KL per step", ["kl"]),
+    ("policy entropy", ["ent"]),
+]
+# Columns that name the same quantity in different kinds of log (imitation vs RL).
+ALIASES = {"trueret": ["trueret", "ret"], "ret": ["ret", "trueret"]}
+LINESTYLES = ["-", "--", ":", "-."]
+OUT_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("logs", nargs="+", metavar="LOG.h5", help="training logs (HDF5)")
+    p.add_argument("--out", required=True,
+                   help="figure to write (.png, .pdf or .svg); never one of the logs")
+    p.add_argument("--fields", nargs="+", default=None, metavar="FIELD",
+                   help="log columns to plot, one panel each (default: return, discriminator "
+                        "accuracy, kl, ent)")
+    p.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
+                   help="one legend label per log (default: the file names)")
+    p.add_argument("--smooth", type=cli.positive_int, default=1, metavar="N",
+                   help="trailing moving average over N iterations (default: 1, none)")
+    return p
+
+
+class Log:
+    """The `log` table of one file as a dict of column arrays, and its label."""
+
+    def __init__(self, path, label):
+        import numpy as np
+
+        from imitation.snapshots import open_h5
+
+        self.path, self.label = path, label
+        with open_h5(path) as f:
+            if "log" not in f:
+                raise cli.UserError(f"{path} has no `log` table (not a training log; top-level "
+                                    f"entries: {', '.join(sorted(f.keys())[:6]) or 'none'})")
+            d = f["log"]
+            if not hasattr(d, "dtype") or d.dtype.names is None or d.ndim != 1:
+                raise cli.UserError(f"{path}: `log` is not a table of named columns")
+            rows = d[()]
+            self.finished = f.attrs.get("finished")
+        self.columns = {}
+        for name in rows.dtype.names:
+            col = rows[name]
+            if col.dtype.kind in "biuf":
+                self.columns[name] = np.asarray(col, dtype=np.float64)
+        self.nrows = len(rows)
+        self.x = self.columns.get("iter", np.arange(self.nrows, dtype=np.float64))
+
+    def column(self, field):
+        """The values of `field` (or of its alias), or None when the log lacks it."""
+        for name in ALIASES.get(field, [field]):
+            if name in self.columns:
+                return self.columns[name]
+        return None
+
+    def summary(self):
+        import numpy as np
+
+        if self.nrows == 0:
+            return f"{self.label}: 0 iterations ({self.path})"
+        it = self.x
+        parts = [f"{self.nrows} iterations (iter {it[0]:g}..{it[-1]:g})"]
+        ret = self.column("trueret")
+        if ret is not None:
+            ok = np.isfinite(ret)
+            if ok.any():
+                last = np.flatnonzero(ok)[-1]
+                best = np.nanargmax(np.where(ok, ret, np.nan))
+                parts.append(f"last return {ret[last]:.2f} (iter {it[last]:g}), best "
+                             f"{ret[best]:.2f} (iter {it[best]:g})")
+            else:
+                parts.append("no finite return")
+        for name in ("racc", "valacc"):
+            if name in self.columns and np.isfinite(self.columns[name][-1]):
+                parts.append(f"last {name} {self.columns[name][-1]:.3f}")
+        if self.finished is not None:
+            parts.append("finished" if int(self.finished) else "not finished")
+        return f"{self.label}: " + ", ".join(parts)
+
+
+def smooth(y, n):
+    """Trailing moving average over n points, ignoring non-finite values (NaN where a whole
+    window is non-finite); shorter windows at the start."""
+    import numpy as np
+
+    if n <= 1 or len(y) == 0:
+        return y
+    ok = np.isfinite(y)
+    c = np.concatenate([[0.], np.cumsum(np.where(ok, y, 0.))])
+    k = np.concatenate([[0], np.cumsum(ok)])
+    hi = np.arange(1, len(y) + 1)
+    lo = np.maximum(hi - n, 0)
+    cnt = k[hi] - k[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, (c[hi] - c[lo]) / np.maximum(cnt, 1), np.nan)
+
+
+def default_labels(paths):
+    """File names; the paths as given where two logs share a file name."""
+    names = [os.path.basename(p) for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [os.path.normpath(p) for p in paths]
+
+
+def choose_panels(logs, fields):
+    if fields is None:
+        panels = [(title, fs) for title, fs in DEFAULT_PANELS
+                  if any(lg.column(f) is not None for lg in logs for f in fs)]
+        if not panels:
+            avail = sorted(set().union(*(lg.columns for lg in logs)))
+            raise cli.UserError(f"none of the default fields (trueret/ret, racc, kl, ent) is in "
+                                f"the logs; pass --fields (available: {', '.join(avail)})")
+        return panels
+    panels = []
+    for f in fields:
+        for name in (x for x in f.split(",") if x):
+            if not any(lg.column(name) is not None for lg in logs):
+                avail = sorted(set().union(*(lg.columns for lg in logs)))
+                raise cli.UserError(f"--fields: no log has a field {name!r} (available: "
+                                    f"{', '.join(avail)})")
+            panels.append((name, [name]))
+    return panels
+
+
+def plot(logs, panels, out, fmt, n_smooth):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from policyopt.util import atomic_write
+
+    n = len(panels)
+    ncols = 1 if n == 1 else 2
+    nrows = (n + ncols - 1) // ncols
+    fig = Figure(figsize=(6.4 * ncols, 3.6 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (title, fields) in zip(axes, panels):
+        used = []  # the column names actually drawn (trueret and/or ret)
+        for i, lg in enumerate(logs):
+            color = colors[i % len(colors)]
+            for j, f in enumerate(fields):
+                y = lg.column(f)
+                if y is None or lg.nrows == 0:
+                    continue
+                label = lg.label if len(fields) == 1 else f"{lg.label} {f}"
+                name = next(c for c in ALIASES.get(f, [f]) if c in lg.columns)
+                if name not in used:
+                    used.append(name)
+                ax.plot(lg.x, smooth(y, n_smooth), color=color,
+                        linestyle=LINESTYLES[j % len(LINESTYLES)], linewidth=1.2, label=label)
+                std = lg.columns.get("trueret_std") if f in ALIASES["trueret"] else None
+                if std is not None and n_smooth <= 1:
+                    ax.fill_between(lg.x, y - std, y + std, color=color, alpha=0.15,
+                                    linewidth=0)
+        ax.set_title(title if used == [title] else f"{title} ({', '.join(used or fields)})",
+                     fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        if ax.lines and (len(logs) > 1 or len(fields) > 1):
+            ax.legend(fontsize=8)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    if n_smooth > 1:
+        fig.suptitle(f"moving average over {n_smooth} iterations", fontsize=9)
+    with atomic_write(out) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=100)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    out = args.out
+    fmt = OUT_FORMATS.get(os.path.splitext(out)[1].lower())
+    if fmt is None:
+        raise cli.UserError(f"--out {out}: the extension must be one of "
+                            f"{', '.join(OUT_FORMATS)}")
+    out_dir = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(out_dir):
+        raise cli.UserError(f"--out {out}: directory {out_dir} does not exist")
+    if os.path.isdir(out):
+        raise cli.UserError(f"--out {out} is a directory")
+    for p in args.logs:
+        if os.path.abspath(p) == os.path.abspath(out) or (
+                os.path.exists(p) and os.path.exists(out) and os.path.samefile(p, out)):
+            raise cli.UserError(f"--out {out} is one of the input logs; choose another file")
+    if args.labels is not None and len(args.labels) != len(args.logs):
+        raise cli.UserError(f"--labels: {len(args.labels)} labels for {len(args.logs)} logs")
+    labels = args.labels or default_labels(args.logs)
+    logs = [Log(p, lab) for p, lab in zip(args.logs, labels)]
+    panels = choose_panels(logs, args.fields)
+    for lg in logs:
+        print(lg.summary())
+    plot(logs, panels, out, fmt, args.smooth)
+    print(f"wrote {out} ({len(panels)} panels: "
+          f"{', '.join(t if fs == [t] else '/'.join(fs) for t, fs in panels)})")
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

@@ -1,0 +1,272 @@
+"""scripts/showlog.py (learning curves from training logs) and scripts/vis_mj.py (a policy's
+rollout rendered offscreen to MP4/GIF)."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(REPO, "scripts")
+EXPERTS = os.path.normpath(os.path.join(REPO, "..", "shared", "expert_policies"))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(f"_script_{name}",
+                                                  os.path.join(SCRIPTS, name + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def run_script(name, *args, timeout=120, env=None):
+    return subprocess.run([sys.executable, os.path.join(SCRIPTS, name + ".py"), *map(str, args)],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env})
+
+
+def run_in_process(mod, argv, capsys):
+    """cli.run_main(mod.main, argv) -> (exit status, stdout, stderr)."""
+    from imitation import cli
+
+    with pytest.raises(SystemExit) as ei:
+        cli.run_main(mod.main, [str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return ei.value.code, out, err
+
+
+def expert(*parts):
+    path = os.path.join(EXPERTS, *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"{path} not found (../shared/expert_policies beside the repository root)")
+    return path
+
+
+# ---------------------------------------------------------------------------------- showlog
+
+def write_log(path, fields_fn, n):
+    from policyopt.nn import TrainingLog
+
+    log = TrainingLog(str(path), attrs={"env_name": "CartPole-v1"})
+    for i in range(n):
+        log.write(fields_fn(i), print_=False)
+    log.save(finished=True)
+    return str(path)
+
+
+@pytest.fixture
+def two_logs(tmp_path):
+    """An imitation-style log (trueret, racc...) and an RL-style log (ret, no r* columns)."""
+    im = write_log(tmp_path / "ga.h5", lambda i: [
+        ("iter", i), ("trueret", 10. * i), ("iret", 1. + i), ("avglen", 20 + i), ("ent", 0.7),
+        ("nsa", 100), ("vf_r2", 0.5), ("dx", 0.1), ("dl", 0.01), ("kl", 0.009), ("gnorm", 1.),
+        ("bt", 0), ("rloss", 0.6), ("racc", 0.5 + 0.01 * i), ("raccpi", 0.4), ("raccex", 0.6),
+        ("tsamp", 0.1)], 12)
+    rl = write_log(tmp_path / "trpo.h5", lambda i: [
+        ("iter", i), ("ret", 5. * i * i), ("avglen", 30), ("nsa", 100), ("ent", 0.6 - 0.01 * i),
+        ("kl", 0.01), ("tsamp", 0.1)], 8)
+    return im, rl
+
+
+def assert_png(path):
+    import matplotlib.image
+
+    with open(path, "rb") as f:
+        assert f.read(8) == PNG_SIGNATURE
+    img = matplotlib.image.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    assert img[..., :3].std() > 0.01  # something is drawn
+
+
+def test_showlog_two_logs(two_logs, tmp_path, capsys):
+    im, rl = two_logs
+    out = tmp_path / "curves.png"
+    code, stdout, err = run_in_process(load_script("showlog"),
+                                       [im, rl, "--out", out, "--smooth", "3"], capsys)
+    assert code == 0, err
+    assert_png(out)
+    lines = stdout.splitlines()
+    assert lines[0].startswith("ga.h5: 12 iterations")
+    assert "last return 110.00 (iter 11), best 110.00 (iter 11)" in lines[0]
+    assert lines[1].startswith("trpo.h5: 8 iterations")  # RL log: `ret` is the return
+    assert "last return 245.00" in lines[1]
+    # all four default panels: return, discriminator accuracy (only ga has it), kl, ent
+    assert "4 panels" in lines[-1]
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+
+
+def test_showlog_fields_labels_subprocess(two_logs, tmp_path):
+    im, rl = two_logs
+    out = tmp_path / "sub.png"
+    res = run_script("showlog", im, rl, "--out", out, "--fields", "trueret", "avglen",
+                     "--labels", "GAIL", "TRPO")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("GAIL: 12 iterations") and "\nTRPO: 8 iterations" in res.stdout
+    assert "2 panels: trueret, avglen" in res.stdout
+    assert_png(out)
+
+
+@pytest.mark.parametrize("case", ["missing", "not_hdf5", "no_log_table", "unknown_field",
+                                  "out_is_input", "labels_count"])
+def test_showlog_bad_input(case, two_logs, tmp_path, capsys):
+    import h5py
+
+    im, rl = two_logs
+    out = str(tmp_path / "x.png")
+    argv = {"missing": [tmp_path / "nope.h5", "--out", out],
+            "not_hdf5": [tmp_path / "text.h5", "--out", out],
+            "no_log_table": [tmp_path / "empty.h5", "--out", out],
+            "unknown_field": [im, rl, "--out", out, "--fields", "kl", "nosuchfield"],
+            "out_is_input": [im, "--out", tmp_path / "same.png"],
+            "labels_count": [im, rl, "--out", out, "--labels", "one"]}[case]
+    (tmp_path / "text.h5").write_text("not an HDF5 file\n")
+    with h5py.File(tmp_path / "empty.h5", "w") as f:
+        f.create_dataset("other", data=[1, 2])
+    if case == "out_is_input":  # a log that happens to be named like an image
+        os.link(im, tmp_path / "same.png")
+    before = open(im, "rb").read()
+    code, stdout, err = run_in_process(load_script("showlog"), argv, capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    expected = {"missing": "no such file", "not_hdf5": "not a readable HDF5 file",
+                "no_log_table": "no `log` table", "unknown_field": "nosuchfield",
+                "out_is_input": "one of the input logs", "labels_count": "--labels"}[case]
+    assert expected in err
+    assert not os.path.exists(out)
+    assert open(im, "rb").read() == before
+
+
+# ----------------------------------------------------------------------------------- vis_mj
+
+@pytest.fixture(scope="session")
+def offscreen_gl():
+    """The MUJOCO_GL backend vis_mj will use (probed in a subprocess); skip if none works."""
+    vis = load_script("vis_mj")
+    if os.environ.get("MUJOCO_GL"):
+        candidates = [os.environ["MUJOCO_GL"]]
+    else:
+        candidates = list(vis.GL_BACKENDS)
+    failures = []
+    for backend in candidates:
+        ok, why = vis.probe_mujoco_gl(backend)
+        if ok:
+            return backend
+        failures.append(f"{backend}: {why}")
+    pytest.skip("no offscreen OpenGL backend for MuJoCo (" + "; ".join(failures) + "); "
+                "install libegl1 + libegl-mesa0 + libgl1-mesa-dri, or libosmesa6")
+
+
+@pytest.fixture(scope="session")
+def ffmpeg():
+    try:
+        import imageio  # noqa: F401
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        pytest.skip("imageio-ffmpeg is not installed (pip install imageio[ffmpeg], or "
+                    "pip install -e .[video]): MP4 output untested")
+
+
+def gif_frames(path):
+    """(frames as RGB arrays, total duration in ms) of a GIF, read with Pillow."""
+    from PIL import Image, ImageSequence
+
+    frames, total_ms = [], 0
+    with Image.open(path) as im:
+        for fr in ImageSequence.Iterator(im):
+            frames.append(np.asarray(fr.convert("RGB")))
+            total_ms += fr.info.get("duration", 0)
+    return frames, total_ms
+
+
+def check_vis_output(res, steps):
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert lines[-2].startswith("return: ") and f"({steps} steps" in lines[-2]
+    assert lines[-1].startswith(f"frames: {steps + 1} at ")
+    return lines
+
+
+def assert_not_blank(frames):
+    # every frame shows a scene (not one flat colour), and the scene moves
+    assert all(f.std() > 5 for f in frames)
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 0.05
+
+
+def test_vis_cartpole_gif(tmp_path):
+    cartpole = expert("classic", "CartPole-v0.h5")
+    if importlib.util.find_spec("pygame") is None:
+        pytest.skip("pygame is not installed (classic-control rendering): pip install pygame")
+    out = tmp_path / "cartpole.gif"
+    res = run_script("vis_mj", cartpole, "--out", out, "--steps", 30, "--fps", 20)
+    lines = check_vis_output(res, 30)
+    assert "rendering with pygame" in lines[0]
+    frames, total_ms = gif_frames(out)
+    assert frames[0].shape == (400, 600, 3)
+    # Pillow stores identical consecutive frames once, with their durations added up: the
+    # GIF's timeline still has 31 frames of 50 ms
+    assert total_ms == 31 * 50
+    merged = 31 - len(frames)
+    assert (f"the GIF holds {len(frames)}" in lines[-1]) == (merged > 0)
+    assert_not_blank(frames)
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+
+
+HOPPER_ARGS = ("--env_name", "Hopper-v5", "--steps", 30, "--width", 96, "--height", 64,
+               "--seed", 1)
+
+
+def test_vis_hopper_gif(tmp_path, offscreen_gl):
+    hopper = expert("modern", "log_Hopper-v0_3.h5") + "/snapshots/iter0000500"
+    out = tmp_path / "hopper.gif"
+    res = run_script("vis_mj", hopper, "--out", out, *HOPPER_ARGS)  # vis_mj picks MUJOCO_GL
+    lines = check_vis_output(res, 30)
+    assert f"MUJOCO_GL={offscreen_gl}" in lines[0]
+    frames, _ = gif_frames(out)
+    assert len(frames) == 31
+    assert frames[0].shape == (64, 96, 3)
+    assert_not_blank(frames)
+
+
+def test_vis_hopper_mp4(tmp_path, offscreen_gl, ffmpeg):
+    import imageio
+
+    hopper = expert("modern", "log_Hopper-v0_3.h5") + "/snapshots/iter0000500"
+    out = tmp_path / "hopper.mp4"
+    res = run_script("vis_mj", hopper, "--out", out, *HOPPER_ARGS, "--deterministic",
+                     env={"MUJOCO_GL": offscreen_gl})  # known to work: no second probe
+    check_vis_output(res, 30)
+    with open(out, "rb") as f:
+        assert f.read(12)[4:8] == b"ftyp"  # an MP4 container
+    reader = imageio.v2.get_reader(str(out), format="FFMPEG")
+    try:
+        frames = [np.asarray(f) for f in reader]
+    finally:
+        reader.close()
+    assert len(frames) == 31
+    assert frames[0].shape == (64, 96, 3)
+    assert_not_blank(frames)
+    assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+
+
+@pytest.mark.parametrize("case", ["bad_ext", "no_ffmpeg", "missing_policy", "no_dir"])
+def test_vis_bad_input(case, tmp_path, capsys, monkeypatch):
+    for k in ("SDL_VIDEODRIVER", "SDL_AUDIODRIVER", "PYGAME_HIDE_SUPPORT_PROMPT"):
+        monkeypatch.setenv(k, os.environ.get(k, "dummy"))  # main() sets them; restore after
+    # every check here comes before the policy is read: it need not exist
+    policy = str(tmp_path / "policy.h5")
+    argv = {"bad_ext": [policy, "--out", tmp_path / "x.avi"],
+            "no_ffmpeg": [policy, "--out", tmp_path / "x.mp4"],
+            "missing_policy": [tmp_path / "nope.h5", "--out", tmp_path / "x.gif"],
+            "no_dir": [policy, "--out", tmp_path / "nodir" / "x.gif"]}[case]
+    if case == "no_ffmpeg":
+        monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails
+    code, _, err = run_in_process(load_script("vis_mj"), argv, capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    expected = {"bad_ext": ".mp4 or .gif", "no_ffmpeg": "pip install imageio[ffmpeg]",
+                "missing_policy": "no such file", "no_dir": "does not exist"}[case]
+    assert expected in err
+    assert os.listdir(tmp_path) == []
