@@ -112,7 +112,8 @@ def plot_figure(table, out_png, title=None):
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(table["task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(4 * len(tasks), 7), 4.2),
+                             squeeze=False)
     colors = {"bclone": "tab:orange", "fem": "tab:green", "simplex": "tab:purple",
               "ga": "tab:blue"}
     for ax, task in zip(axes[0], tasks):
@@ -124,19 +125,25 @@ def plot_figure(table, out_png, title=None):
             c = colors.get(alg)
             ax.plot(a["num_trajs"], a["ours_norm"], "-o", color=c, label=ALG_LABELS[alg])
             if a["pub_norm"].notna().any():
-                ax.plot(a["num_trajs"], a["pub_norm"], "--", color=c, alpha=0.6)
+                ax.plot(a["num_trajs"], a["pub_norm"], "--x", color=c, alpha=0.6)
         ax.axhline(1.0, color="k", lw=0.8)
         ax.axhline(0.0, color="gray", lw=0.8, ls=":")
         ax.set_title(task)
         ax.set_xlabel("number of expert trajectories")
         ax.set_xticks(sorted(t["num_trajs"].unique()))
     axes[0][0].set_ylabel("performance (expert = 1, random = 0)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    handles.append(plt.Line2D([], [], color="k", ls="--", alpha=0.6))
-    labels.append("published (Ho & Ermon 2016)")
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    handles, labels = [], []
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    handles += [plt.Line2D([], [], color="k", marker="o"),
+                plt.Line2D([], [], color="k", ls="--", marker="x", alpha=0.6)]
+    labels += ["this project", "published (Ho & Ermon 2016)"]
+    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.95 if title else 1))
+    fig.tight_layout(rect=(0, 0.2, 1, 0.93 if title else 1))
     fig.savefig(out_png, dpi=120)
     plt.close(fig)
