@@ -274,9 +274,7 @@ def sampling_backend():
 def set_backend(name):
     """Select the backend for every graph compiled from now on ('c', 'numba' or 'jax')."""
     global _backend
-    name = name.strip().lower()
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    name = resolve_backend_name(name.strip().lower())
     check_backend_available(name)
     _backend = name
     _MODES.clear()
@@ -304,9 +302,18 @@ _MODES = {}
 _LINKERS = {"c": "cvm", "numba": "numba", "jax": "jax"}
 
 
+def resolve_backend_name(backend=None):
+    """`backend`, checked against BACKENDS (ValueError naming the choices), or the active one."""
+    if backend is None:
+        return get_backend()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return backend
+
+
 def compile_mode(backend=None):
     """The PyTensor Mode that compiles graphs for `backend` (default: the active one)."""
-    name = backend or get_backend()
+    name = resolve_backend_name(backend)
     if name not in _MODES:
         from pytensor.compile.mode import Mode
 

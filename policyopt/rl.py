@@ -196,7 +196,10 @@ class GaussianPolicy(Policy):
         means_B_Da = out.output
         self.logstdevs_1_Da = nn.get_variable("logstdevs_1_Da",
                                               np.full((1, Da), self.init_logstdev))
-        logstdevs_B_Da = pt.ones_like(means_B_Da) * self.logstdevs_1_Da
+        # Broadcast to the batch by arithmetic, not by an Alloc (ones_like / broadcast_to):
+        # the derivative of an Alloc builds its shape with SetSubtensor, which JAX cannot trace
+        # to a concrete shape, so Hessian-vector products would not compile under JAX.
+        logstdevs_B_Da = 0. * means_B_Da + self.logstdevs_1_Da
         return pt.concatenate([means_B_Da, logstdevs_B_Da], axis=1)
 
     def _actiondist_from_raw(self, raw_B_R):

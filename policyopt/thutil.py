@@ -31,9 +31,14 @@ class CompiledFunction:
                                         mode=backend.compile_mode(backend_name),
                                         on_unused_input="ignore", name=name)
         self.scalar_out = [o.ndim == 0 for o in outs]
+        # JAX hands back jax.Array outputs; the library's numeric code is NumPy, and NumPy
+        # reductions on jax.Arrays dispatch to JAX (float32, a device round trip on a GPU)
+        self.to_numpy = backend.resolve_backend_name(backend_name) == "jax"
 
     def __call__(self, *args):
         res = self.fn(*args)
+        if self.to_numpy:
+            res = [np.asarray(r) for r in res]
         res = [float(r) if s else r for r, s in zip(res, self.scalar_out)]
         return res[0] if self.single else tuple(res)
 
