@@ -138,6 +138,14 @@ RESUME_OVERRIDABLE = {"resume", "log", "max_iter", "print_freq", "save_freq", "n
                       "backend"}
 
 
+def require_unless_resume(parser, args, *names):
+    """argparse's 'required' for options a --resume takes from the run's log instead."""
+    missing = [n for n in names if getattr(args, n) is None]
+    if missing and not args.resume:
+        parser.error("the following arguments are required: "
+                     + ", ".join("--" + n for n in missing))
+
+
 def restore_args(args, parser, argv=None):
     """On --resume: take the run's stored arguments, except those in RESUME_OVERRIDABLE that
     were given on this command line. Returns the stored args dict."""

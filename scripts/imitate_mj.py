@@ -26,11 +26,13 @@ DEFAULT_MAX_ITER = {"ga": 501, "bclone": 20001}
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=["bclone", "ga"], required=True,
+    p.add_argument("--mode", choices=["bclone", "ga"],
                    help="ga: policy optimisation against a learned reward (GAIL with "
-                        "--reward_type nn); bclone: behavioural cloning")
+                        "--reward_type nn); bclone: behavioural cloning (required, except with "
+                        "--resume: the run's own)")
     g = p.add_argument_group("expert data")
-    g.add_argument("--data", required=True, help="expert dataset (HDF5, SPEC section 6)")
+    g.add_argument("--data", help="expert dataset (HDF5, SPEC section 6; required, except "
+                                   "with --resume)")
     g.add_argument("--limit_trajs", type=cli.positive_int, default=None,
                    help="use the first N trajectories (default: all)")
     g.add_argument("--data_subsamp_freq", type=cli.positive_int, default=None,
@@ -93,6 +95,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    cli.require_unless_resume(parser, args, "mode", "data")
     cli.check_log_path(args.log, resume=args.resume)
     if args.resume:
         cli.restore_args(args, parser, argv)

@@ -20,9 +20,9 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("environment")
-    g.add_argument("--env_name", required=True,
+    g.add_argument("--env_name",
                    help="Gymnasium id (any Box or Discrete action space), or an original id such "
-                        "as Hopper-v1")
+                        "as Hopper-v1 (required, except with --resume: the run's own)")
     g.add_argument("--obs_adapter", default=None, help="legacy observation adapter (ant_v1, "
                                                        "acrobot_v0)")
     g.add_argument("--max_traj_len", type=cli.positive_int, default=None,
@@ -57,6 +57,7 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    cli.require_unless_resume(parser, args, "env_name")
     cli.check_log_path(args.log, resume=args.resume)
     if args.resume:
         cli.restore_args(args, parser, argv)

@@ -799,9 +799,11 @@ def reference_runs(tmp_path_factory):
 
 
 RESUME_CASES = {
-    # kind: (max_iter of the killed run, minimal resume arguments beside --log/--resume)
-    "rl": (6, ["run_rl_mj.py", "--env_name", "CartPole-v1", "--num_workers", "2"]),
-    "ga": (5, ["imitate_mj.py", "--mode", "ga", "--data", "{data}", "--num_workers", "2"]),
+    # kind: (max_iter of the killed run, resume arguments beside --log/--resume: none are
+    # required, --env_name / --mode / --data come from the log; "rl" and "bc" name them again,
+    # which is allowed when they agree)
+    "rl": (6, ["run_rl_mj.py", "--num_workers", "2"]),
+    "ga": (5, ["imitate_mj.py", "--num_workers", "2"]),
     "bc": (901, ["imitate_mj.py", "--mode", "bclone", "--data", "{data}", "--num_workers",
                  "2"]),
 }
@@ -829,7 +831,7 @@ def test_killed_and_resumed_run_matches_uninterrupted_run(kind, reference_runs, 
     assert k < n_killed_total - 1, "the run finished before the kill; make it longer"
     check_log(log, consecutive_iters=(kind != "bc"))
 
-    # resumed with only the arguments the script requires: the rest come from the log
+    # resumed with the arguments above: the rest come from the log
     out, _ = run_ok(script(*resume_args, "--log", log, "--resume"), str(tmp_path), "resumed")
     assert f"resuming {log} at iteration {k + 1}" in out
     rows = read_log(log)
