@@ -559,12 +559,22 @@ def test_imitate_parser_defaults_follow_spec():
     for k, v in expected.items():
         assert getattr(args, k) == v, k
     parser = _script_module("imitate_mj").build_parser()
-    with pytest.raises(SystemExit):  # --mode and --data are required
-        parser.parse_args(["--data", "x"])
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--mode", "ga"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--mode", "gail", "--data", "x"])
+
+
+@pytest.mark.parametrize("argv,missing", [(["--data", "x"], "--mode"),
+                                          (["--mode", "ga"], "--data"),
+                                          ([], "--mode, --data")])
+def test_imitate_requires_mode_and_data_unless_resuming(argv, missing, capsys):
+    """--mode and --data are required (argparse's usage error, exit 2) except with --resume,
+    which takes them from the run's log."""
+    main = _script_module("imitate_mj").main
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f"the following arguments are required: {missing}")
 
 
 def test_training_log_header_repeats_every_20_rows():
@@ -694,3 +704,12 @@ def test_gail_hopper_smoke(hopper_expert_data, tmp_path):
                  "--num_trajs", 2).stdout
     assert re.search(r"^return: [-\d.]+ \+/- [\d.]+ \(2 trajectories\)$",
                      out.strip().splitlines()[-1]), out
+
+
+def test_run_rl_requires_env_name_unless_resuming(capsys):
+    main = _script_module("run_rl_mj").main
+    with pytest.raises(SystemExit) as e:
+        main(["--max_iter", "1"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "the following arguments are required: --env_name")
