@@ -144,6 +144,18 @@ def assert_finite_params(policy, path):
         raise UserError(f"{path}: the snapshot's parameters contain NaN or inf")
 
 
+def load_policy_for_env(policy_string, env_name=None):
+    """load_policy for running the policy: rejects NaN/inf parameters and resolves the
+    environment (`env_name`, else the one the snapshot's run recorded).
+    Returns (policy, key, args, env_name)."""
+    policy, key, args = load_policy(policy_string)
+    assert_finite_params(policy, policy_string)
+    env_name = env_name or env_name_from_args(args)
+    if not env_name:
+        raise UserError("the snapshot records no env_name; pass --env_name")
+    return policy, key, args, env_name
+
+
 def export_policy(policy_string, out, extra_attrs=None):
     """Write a compact policy file: the run's `args` and the one snapshot's policy variables
     (same layout, so `FILE.h5/snapshots/iterNNNNNNN` strings keep working). Atomic."""

@@ -42,15 +42,10 @@ def main(argv=None):
     import numpy as np
 
     from imitation.envs import GymMDP
-    from imitation.snapshots import (assert_finite_params, check_policy_fits, env_name_from_args,
-                                     load_policy, policy_summary)
+    from imitation.snapshots import check_policy_fits, load_policy_for_env, policy_summary
     from policyopt import SimConfig
 
-    policy, key, fargs = load_policy(args.policy)
-    assert_finite_params(policy, args.policy)
-    env_name = args.env_name or env_name_from_args(fargs)
-    if not env_name:
-        raise cli.UserError("the snapshot records no env_name; pass --env_name")
+    policy, key, _, env_name = load_policy_for_env(args.policy, args.env_name)
     mdp = GymMDP(env_name, obs_adapter=args.obs_adapter, max_traj_len=args.max_traj_len,
                  num_workers=args.num_workers)
     check_policy_fits(policy, mdp)

@@ -55,15 +55,10 @@ def sample_dataset(policy_string, out, num_trajs, env_name=None, obs_adapter=Non
 
     from imitation.data import command_line, write_dataset
     from imitation.envs import GymMDP
-    from imitation.snapshots import (assert_finite_params, check_policy_fits, env_name_from_args,
-                                     load_policy)
+    from imitation.snapshots import check_policy_fits, load_policy_for_env
     from policyopt import SimConfig
 
-    policy, key, fargs = load_policy(policy_string)
-    assert_finite_params(policy, policy_string)
-    env_name = env_name or env_name_from_args(fargs)
-    if not env_name:
-        raise cli.UserError("the snapshot records no env_name; pass --env_name")
+    policy, key, _, env_name = load_policy_for_env(policy_string, env_name)
     mdp = GymMDP(env_name, obs_adapter=obs_adapter, max_traj_len=max_traj_len,
                  num_workers=num_workers)
     check_policy_fits(policy, mdp)

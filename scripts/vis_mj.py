@@ -244,16 +244,11 @@ def main(argv=None):
     import numpy as np
 
     from imitation.envs import GymMDP, resolve_env
-    from imitation.snapshots import (assert_finite_params, check_policy_fits, env_name_from_args,
-                                     load_policy, policy_summary)
+    from imitation.snapshots import check_policy_fits, load_policy_for_env, policy_summary
     from policyopt import FiniteSpace
     from policyopt.util import atomic_write
 
-    policy, key, fargs = load_policy(args.policy)
-    assert_finite_params(policy, args.policy)
-    env_name = args.env_name or env_name_from_args(fargs)
-    if not env_name:
-        raise cli.UserError("the snapshot records no env_name; pass --env_name")
+    policy, key, _, env_name = load_policy_for_env(args.policy, args.env_name)
     spec = resolve_env(env_name, args.obs_adapter)
     is_mj = is_mujoco_env(spec.gym_id)
     gl = select_mujoco_gl() if is_mj else "pygame"  # before anything imports mujoco
