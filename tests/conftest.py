@@ -18,9 +18,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERT_POLICIES_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "expert_policies"))
 
 
-def _sample_expert_module():
-    path = os.path.join(REPO_ROOT, "scripts", "sample_expert.py")
-    spec = importlib.util.spec_from_file_location("_sample_expert_script", path)
+def load_script(name):
+    """scripts/<name>.py as a module (the scripts are not a package); tests import this."""
+    path = os.path.join(REPO_ROOT, "scripts", name + ".py")
+    spec = importlib.util.spec_from_file_location(f"_script_{name}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -39,7 +40,7 @@ def cartpole_expert_data(tmp_path_factory):
     """10 trajectories of the original CartPole-v0 expert (GibbsPolicy, stochastic, seed 0)."""
     policy = _expert_file("classic", "CartPole-v0.h5")
     out = str(tmp_path_factory.mktemp("expert_data") / "cartpole_10.h5")
-    _sample_expert_module().sample_dataset(policy, out, 10, seed=0, num_workers=0,
+    load_script("sample_expert").sample_dataset(policy, out, 10, seed=0, num_workers=0,
                                            verbose=False)
     return out
 
@@ -49,7 +50,7 @@ def hopper_expert_data(tmp_path_factory):
     """4 trajectories of the original Hopper expert (iteration 500) on Hopper-v5, seed 0."""
     path = _expert_file("modern", "log_Hopper-v0_3.h5")
     out = str(tmp_path_factory.mktemp("expert_data") / "hopper_4.h5")
-    _sample_expert_module().sample_dataset(path + "/snapshots/iter0000500", out, 4,
+    load_script("sample_expert").sample_dataset(path + "/snapshots/iter0000500", out, 4,
                                            env_name="Hopper-v5", seed=0, num_workers=0,
                                            verbose=False)
     return out
@@ -62,6 +63,6 @@ def cartpole_expert_data_deterministic(tmp_path_factory):
     actions are a function of the state, so a cloned policy can reach ~100% accuracy."""
     policy = _expert_file("classic", "CartPole-v0.h5")
     out = str(tmp_path_factory.mktemp("expert_data") / "cartpole_10_det.h5")
-    _sample_expert_module().sample_dataset(policy, out, 10, seed=0, num_workers=0,
+    load_script("sample_expert").sample_dataset(policy, out, 10, seed=0, num_workers=0,
                                            deterministic=True, verbose=False)
     return out

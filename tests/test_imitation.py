@@ -1,6 +1,5 @@
 """policyopt.imitation (TransitionClassifier, LinearReward, behavioural cloning, the GAIL loop)
 and scripts/imitate_mj.py end to end (SPEC sections 4 "imitation", 5, 6)."""
-import importlib.util
 import io
 import os
 import re
@@ -14,6 +13,7 @@ import tables
 from scipy.special import expit, log_expit
 
 from policyopt import ContinuousSpace, FiniteSpace, SimConfig, imitation, nn, rl
+from conftest import load_script
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO_ROOT, "scripts")
@@ -23,14 +23,6 @@ SMALL_SPEC = ('[{"type": "fc", "n": 6}, {"type": "nonlin", "func": "tanh"}, '
 GA_LOG_COLUMNS = ["iter", "trueret", "iret", "avglen", "ent", "nsa", "vf_r2", "dx", "dl", "kl",
                   "bt", "rloss", "racc", "raccpi", "raccex", "vf_dl", "vf_kl", "tsamp", "tadv",
                   "tstep", "ttotal"]
-
-
-def _script_module(name):
-    spec = importlib.util.spec_from_file_location(f"_script_{name}",
-                                                  os.path.join(SCRIPTS, name + ".py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def run_script(name, *args, timeout=600):
@@ -546,7 +538,7 @@ def test_imitate_help_mentions_every_flag():
 
 
 def test_imitate_parser_defaults_follow_spec():
-    args = _script_module("imitate_mj").build_parser().parse_args(["--mode", "ga", "--data", "x"])
+    args = load_script("imitate_mj").build_parser().parse_args(["--mode", "ga", "--data", "x"])
     expected = dict(limit_trajs=None, data_subsamp_freq=None, env_name=None, max_traj_len=None,
                     policy_hidden_spec=None, tiny_policy=False, obsnorm_mode="expertdata",
                     bclone_lr=1e-3, bclone_batch_size=128, bclone_eval_ntrajs=20,
@@ -558,7 +550,7 @@ def test_imitate_parser_defaults_follow_spec():
                     save_freq=20, log=None)
     for k, v in expected.items():
         assert getattr(args, k) == v, k
-    parser = _script_module("imitate_mj").build_parser()
+    parser = load_script("imitate_mj").build_parser()
     with pytest.raises(SystemExit):
         parser.parse_args(["--mode", "gail", "--data", "x"])
 
@@ -569,7 +561,7 @@ def test_imitate_parser_defaults_follow_spec():
 def test_imitate_requires_mode_and_data_unless_resuming(argv, missing, capsys):
     """--mode and --data are required (argparse's usage error, exit 2) except with --resume,
     which takes them from the run's log."""
-    main = _script_module("imitate_mj").main
+    main = load_script("imitate_mj").main
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
@@ -707,7 +699,7 @@ def test_gail_hopper_smoke(hopper_expert_data, tmp_path):
 
 
 def test_run_rl_requires_env_name_unless_resuming(capsys):
-    main = _script_module("run_rl_mj").main
+    main = load_script("run_rl_mj").main
     with pytest.raises(SystemExit) as e:
         main(["--max_iter", "1"])
     assert e.value.code == 2

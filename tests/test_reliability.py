@@ -8,7 +8,6 @@ run passes ``--num_workers 2`` (the sampling streams depend on the worker count)
 import concurrent.futures
 import glob
 import hashlib
-import importlib.util
 import json
 import os
 import random
@@ -23,6 +22,7 @@ from collections import namedtuple
 import h5py
 import numpy as np
 import pytest
+from conftest import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATASET = os.path.join(REPO, "expert_trajs", "cartpole.h5")             # CartPole-v0, 10 trajs
@@ -38,14 +38,6 @@ BC_ARGS = ["--mode", "bclone", "--tiny_policy", "--bclone_eval_freq", "100",
 
 def script(name, *args):
     return [sys.executable, os.path.join("scripts", name)] + [str(a) for a in args]
-
-
-def _load_script(name):
-    spec = importlib.util.spec_from_file_location(f"_reliability_{name}",
-                                                  os.path.join(REPO, "scripts", name + ".py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 # ================================================================================ bad input
@@ -236,7 +228,7 @@ def _fake_log(script_name, argv, spec="default"):
     def build(path):
         from policyopt import nn
 
-        args = _load_script(script_name).build_parser().parse_args(argv + ["--log", path])
+        args = load_script(script_name).build_parser().parse_args(argv + ["--log", path])
         args.policy_hidden_spec = nn.DEFAULT_HIDDEN_SPEC if spec == "default" else spec
         with h5py.File(path, "w") as f:
             f.attrs["args"] = json.dumps(vars(args), sort_keys=True)

@@ -7,19 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "scripts")
 EXPERTS = os.path.normpath(os.path.join(REPO, "..", "shared", "expert_policies"))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"_script_{name}",
-                                                  os.path.join(SCRIPTS, name + ".py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def run_script(name, *args, timeout=120, env=None):
