@@ -3,8 +3,9 @@
 This module holds the data types the algorithms pass around: observation/action spaces,
 trajectories and ragged batches of them, the sampling configuration, and the MDP interface.
 
-Importing the package links PyTensor's C backend to a real BLAS and runs the BLAS copies inside
-NumPy's and SciPy's wheels single-threaded (see `policyopt.backend`).
+Importing the package links PyTensor's C backend to a real BLAS, runs the BLAS copies inside
+NumPy's and SciPy's wheels single-threaded, and makes malloc recycle large freed blocks (see
+`policyopt.backend`).
 """
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from policyopt import backend as _backend
 
 _backend.configure_blas()
 _backend.limit_numpy_blas_threads()
+_backend.reuse_freed_heap_memory()
 
 
 # ----------------------------------------------------------------------------------- spaces

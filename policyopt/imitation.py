@@ -97,8 +97,9 @@ class TransitionClassifier(nn.Model):
         return self._inputs() + [self.labels_B, self.weights_B], self.loss
 
     @thutil.lazy_function
-    def _compute_loss_and_scores(self):
-        return self._inputs() + [self.labels_B, self.weights_B], [self.loss, self.scores_B]
+    def _compute_loss_scores_and_rewards(self):
+        return self._inputs() + [self.labels_B, self.weights_B], [self.loss, self.scores_B,
+                                                                  self.rewards_B]
 
     def adam_state_vars(self):
         return thutil.adam_state_vars(self.adam_updates)
@@ -118,6 +119,13 @@ class TransitionClassifier(nn.Model):
 
     def compute_reward(self, obsfeat_B_Df, a_B_Da, t_B):
         return self._compute_reward(*self._cast(obsfeat_B_Df, a_B_Da, t_B))
+
+    def rewards_of_last_fit(self):
+        """compute_reward() of the policy batch last passed to fit(), under the parameters and
+        input standardizer that fit() left: computed inside fit()'s final forward pass, so it
+        costs nothing. None before the first fit; taking it clears it."""
+        r_B, self._last_fit_rewards_B = getattr(self, "_last_fit_rewards_B", None), None
+        return r_B
 
     def fit(self, obsfeat_B_Df, a_B_Da, t_B, exobs_Bex_Do, exa_Bex_Da, ext_Bex, rng):
         """`adam_steps` Adam updates: the policy batch against an equally sized random
@@ -146,7 +154,10 @@ class TransitionClassifier(nn.Model):
         inputs = self._cast(obs, a, t)
         for _ in range(self.adam_steps):
             self._adamstep(*inputs, labels, weights)
-        loss, scores = self._compute_loss_and_scores(*inputs, labels, weights)
+        loss, scores, rewards = self._compute_loss_scores_and_rewards(*inputs, labels, weights)
+        # The same forward pass scores the policy batch under the updated parameters, which is
+        # what the value step's rewards need (see rewards_of_last_fit).
+        self._last_fit_rewards_B = rewards[:B]
         accpi = float(np.mean(scores[:B] < 0))
         accex = float(np.sum(counts * (scores[B:] > 0)) / B)
         return [("rloss", loss), ("racc", 0.5 * (accpi + accex)), ("raccpi", accpi),
@@ -238,6 +249,10 @@ class LinearReward(nn.Model):
         self.bound.set_value(np.array(bound))
         self.bound_valid.set_value(np.array(1.))
         return r_B - bound
+
+    def rewards_of_last_fit(self):
+        """None: these rewards come from compute_reward(), which also moves the running bound."""
+        return None
 
     def fit(self, obsfeat_B_Df, a_B_Da, t_B, exobs_Bex_Do, exa_Bex_Da, ext_Bex, rng=None):
         """Set w from the expert and policy feature expectations. Returns log fields: rloss is
@@ -349,8 +364,10 @@ class ImitationOptimizer:
         self.rng = rng
         self.curr_iter = 0
 
-    def _rewards(self, batch, rfeat_N):
-        r_N = self.reward_func.compute_reward(rfeat_N, batch.a.stacked, batch.time.stacked)
+    def _rewards(self, batch, rfeat_N, r_N=None):
+        """Rewards of `batch` (r_N: the reward function's part, when it is already known)."""
+        if r_N is None:
+            r_N = self.reward_func.compute_reward(rfeat_N, batch.a.stacked, batch.time.stacked)
         if self.policy_ent_reg:
             logp_N = self.policy.compute_action_logprobs(batch.obsfeat.stacked, batch.a.stacked)
             r_N = r_N - self.policy_ent_reg * logp_N
@@ -377,7 +394,9 @@ class ImitationOptimizer:
             with util.Timer() as t_vf:
                 vf_info = None
                 if self.value_func is not None:
-                    new_rewards = self._rewards(batch, rfeat_N)
+                    # the discriminator's fit already scored this batch with its new weights
+                    new_rewards = self._rewards(batch, rfeat_N,
+                                                self.reward_func.rewards_of_last_fit())
                     q = rl.compute_qvals(new_rewards, self.discount)
                     vf_info = self.value_func.fit(batch.obsfeat.stacked, batch.time.stacked,
                                                   q.stacked, self.rng)

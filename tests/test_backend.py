@@ -115,6 +115,31 @@ def test_cold_cache_import_links_blas(tmp_path):
     assert (tmp_path / "compiledir" / "policyopt_blas.json").exists()
 
 
+def test_blas_candidate_order_prefers_newer_bundled_openblas():
+    sys_ob = ("system openblas in /usr/lib", ["-lopenblas"], "/usr/lib/libopenblas.so")
+    sys_mkl = ("system mkl_rt in /opt", ["-lmkl_rt"], "/opt/libmkl_rt.so")
+    bundled = ("SciPy's bundled OpenBLAS", ["-lscipy_openblas"], "/x/libscipy_openblas.so")
+    versions = {sys_ob[2]: (0, 3, 21), bundled[2]: (0, 3, 30)}
+    order = backend._order_candidates
+    assert order([sys_ob], [bundled], versions.get) == [bundled, sys_ob]
+    versions[sys_ob[2]] = (0, 3, 30)  # same release: the system library stays first
+    assert order([sys_ob], [bundled], versions.get) == [sys_ob, bundled]
+    versions[sys_ob[2]] = None  # unknown system version: keep the documented order
+    assert order([sys_ob], [bundled], versions.get) == [sys_ob, bundled]
+    versions[sys_ob[2]] = (0, 3, 21)
+    assert order([sys_mkl, sys_ob], [bundled], versions.get) == [sys_mkl, sys_ob, bundled]
+    assert order([sys_ob], [], versions.get) == [sys_ob]
+
+
+def test_openblas_version_of_scipys_bundled_library():
+    cands = backend._scipy_openblas_candidate()
+    if not cands:
+        pytest.skip("SciPy bundles no LP64 OpenBLAS")
+    v = backend._openblas_version(cands[0][2])
+    assert v is not None and len(v) == 3 and v >= (0, 3, 0), v
+    assert backend._openblas_version(__file__) is None  # not a library at all
+
+
 @requires_c
 def test_scipy_bundled_openblas_route(tmp_path):
     res = _run_python("""
@@ -195,6 +220,45 @@ def test_fast_tanh_rewrite_and_gradient(rng):
     out32 = f32(X32)
     assert out32.dtype == np.float32
     np.testing.assert_allclose(out32, np.tanh(X32.astype(np.float64)), rtol=0, atol=1e-6)
+
+
+@requires_c
+def test_fast_bias_tanh_folds_the_bias_add(rng):
+    x, W = pt.matrix("x"), pt.matrix("W")
+    b = pytensor.shared(rng.normal(size=(1, 7)), shape=(1, 7), name="b")
+    h = pt.tanh(pt.dot(x, W) + b)
+    loss = (h * np.arange(7.)).sum()
+    f = thutil.function([x, W], [h] + pytensor.grad(loss, [W, b]))
+    ops = [type(n.op).__name__ for n in f.fn.maker.fgraph.toposort()]
+    assert "FastBiasTanh" in ops and "FastTanh" not in ops, ops
+    X, WW = rng.normal(scale=2., size=(40, 5)), rng.normal(size=(5, 7))
+    h_ref = np.tanh(X @ WW + b.get_value())
+    dz = np.arange(7.) * (1. - h_ref ** 2)
+    for Xin in (X, np.asfortranarray(X), X[::-1]):  # contiguous, Fortran order, negative stride
+        hv, gW, gb = f(Xin, WW)
+        href = np.tanh(Xin @ WW + b.get_value())
+        np.testing.assert_allclose(hv, href, rtol=0, atol=1e-14)
+    hv, gW, gb = f(X, WW)
+    np.testing.assert_allclose(gW, X.T @ dz, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gb, dz.sum(0, keepdims=True), rtol=1e-12, atol=1e-12)
+    # the same graph without the C kernels (Numba backend) agrees
+    # x + b also read elsewhere: the add stays, and only the tanh is swapped
+    s_ = pt.dot(x, W) + b
+    g = thutil.function([x, W], [pt.tanh(s_), s_ * 2.])
+    ops = [type(n.op).__name__ for n in g.fn.maker.fgraph.toposort()]
+    assert "FastBiasTanh" not in ops and "FastTanh" in ops, ops
+    t, s2 = g(X, WW)
+    np.testing.assert_allclose(t, h_ref, rtol=0, atol=1e-14)
+    # a full matrix (not a bias row) added: not folded
+    y = pt.matrix("y")
+    k = thutil.function([x, y], pt.tanh(x + y))
+    assert "FastBiasTanh" not in [type(n.op).__name__ for n in k.fn.maker.fgraph.toposort()]
+    Y = rng.normal(size=X.shape)
+    np.testing.assert_allclose(k(X, Y), np.tanh(X + Y), rtol=0, atol=1e-14)
+    pytest.importorskip("numba")
+    f_ref = thutil.function([x, W], [h] + pytensor.grad(loss, [W, b]), backend_name="numba")
+    for got, ref in zip(f(X, WW), f_ref(X, WW)):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-13)
 
 
 def test_set_backend_rejects_unknown_name():

@@ -126,9 +126,9 @@ GRAPHS = {
                   "_compute_hvp", "_compute_gnvp", "_compute_activations",
                   "_compute_gnvp_from_activations"],
     "clf_continuous": ["_compute_scores", "_compute_reward", "_adamstep", "_compute_loss",
-                       "_compute_loss_and_scores"],
+                       "_compute_loss_scores_and_rewards"],
     "clf_discrete": ["_compute_scores", "_compute_reward", "_adamstep", "_compute_loss",
-                     "_compute_loss_and_scores"],
+                     "_compute_loss_scores_and_rewards"],
 }
 KINDS = list(GRAPHS)
 

@@ -195,6 +195,29 @@ def test_classifier_fit_learns_separable_data(rng):
     assert np.mean(clf.compute_scores(exobs, exa, ext) > 0) > 0.95
 
 
+@pytest.mark.parametrize("favor_zero", [False, True])
+def test_classifier_rewards_of_last_fit_match_compute_reward(rng, favor_zero):
+    """The value step reuses the rewards fit() computed; they must be compute_reward() of the
+    fitted batch under the updated weights and standardizer (a fresh evaluation after fit)."""
+    clf = imitation.TransitionClassifier(SMALL_SPEC, ContinuousSpace(3), ContinuousSpace(2),
+                                         favor_zero_expert_reward=favor_zero)
+    exobs, exa, ext = _separable(rng, 300, +1)
+    assert clf.rewards_of_last_fit() is None
+    for _ in range(3):
+        obs, a, t = _separable(rng, 120, -1)
+        before = clf.compute_reward(obs, a, t)
+        clf.fit(obs, a, t, exobs, exa, ext, rng)
+        cached = clf.rewards_of_last_fit()
+        after = clf.compute_reward(obs, a, t)
+        assert cached.shape == (120,)
+        np.testing.assert_allclose(cached, after, rtol=1e-12, atol=1e-14)
+        assert np.max(np.abs(after - before)) > 1e-6  # the fit did move the rewards
+        assert clf.rewards_of_last_fit() is None  # taken once
+    lin = imitation.LinearReward(ContinuousSpace(3), ContinuousSpace(2), "l2ball")
+    lin.fit(obs, a, t, exobs, exa, ext)
+    assert lin.rewards_of_last_fit() is None
+
+
 @pytest.mark.parametrize("discrete", [False, True], ids=["continuous", "discrete"])
 @pytest.mark.parametrize("B,N_ex", [(30, 200), (50, 20)])
 def test_classifier_fit_batch_composition(rng, monkeypatch, discrete, B, N_ex):
