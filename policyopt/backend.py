@@ -214,8 +214,8 @@ def configure_blas(force=False, use_cache=True):
     # Assign before compiling anything: reading the unset flag would run PyTensor's own
     # (slow, warning) detection.
     pytensor.config.blas__ldflags = ""
-    candidates = _system_candidates() + _scipy_openblas_candidate()
-    key = _cache_key(candidates)
+    system, bundled = _system_candidates(), _scipy_openblas_candidate()
+    key = _cache_key(system + bundled)
     cache = _cache_path()
     if use_cache:
         try:
@@ -228,8 +228,7 @@ def configure_blas(force=False, use_cache=True):
             pass
 
     chosen = ("", "none found")
-    system = [c for c in candidates if not c[0].startswith("SciPy")]
-    for name, flags, _ in _order_candidates(system, [c for c in candidates if c not in system]):
+    for name, flags, _ in _order_candidates(system, bundled):
         if _try_link(flags):
             chosen = (" ".join(flags), name)
             break

@@ -25,10 +25,48 @@ from pytensor.tensor.elemwise import Elemwise
 FAST_TANH_TAG = "policyopt_fast_tanh"
 
 
-class FastTanh(COp):
-    """y = tanh(x) elementwise for float32/float64 arrays (C: vectorised loop)."""
+class _TanhKernel(COp):
+    """What the tanh kernels share: headers, compiler flags and the C output-buffer logic."""
 
     __props__ = ()
+
+    def c_headers(self, **kwargs):
+        return ["<math.h>"]
+
+    def c_compile_args(self, **kwargs):
+        # Not -ffast-math: GCC < 13 then links crtfastmath.o, whose constructor switches the
+        # whole process to flush-denormals-to-zero. Defining __FAST_MATH__ is what makes glibc's
+        # <math.h> declare the SIMD (libmvec) variants that the vectoriser calls; the other two
+        # flags let it vectorise a loop of libm calls. Neither changes tanh's results.
+        # -mprefer-vector-width=512: use 8-wide libmvec calls where -march allows AVX-512
+        # (GCC prefers 256-bit vectors otherwise); a no-op on other CPUs.
+        return ["-O3", "-fno-math-errno", "-fno-trapping-math", "-D__FAST_MATH__",
+                "-mprefer-vector-width=512"]
+
+    @staticmethod
+    def _c_types(node):
+        """(C element type, C tanh function) for the node's dtype."""
+        return ("double", "tanh") if node.inputs[0].dtype == "float64" else ("float", "tanhf")
+
+    @staticmethod
+    def _c_output_like(z, xc, cleanup, fail):
+        """C that keeps the output `z` when it is a C-contiguous array of `xc`'s shape and type,
+        else allocates a new one (running `cleanup` before `fail` if that fails)."""
+        return f"""
+            int nd = PyArray_NDIM({xc});
+            int reuse = {z} && PyArray_NDIM({z}) == nd && PyArray_IS_C_CONTIGUOUS({z})
+                        && PyArray_TYPE({z}) == PyArray_TYPE({xc});
+            for (int i = 0; reuse && i < nd; ++i)
+                reuse = PyArray_DIMS({z})[i] == PyArray_DIMS({xc})[i];
+            if (!reuse) {{
+                Py_XDECREF({z});
+                {z} = (PyArrayObject*)PyArray_EMPTY(nd, PyArray_DIMS({xc}), PyArray_TYPE({xc}), 0);
+                if (!{z}) {{ {cleanup} {fail}; }}
+            }}"""
+
+
+class FastTanh(_TanhKernel):
+    """y = tanh(x) elementwise for float32/float64 arrays (C: vectorised loop)."""
 
     def make_node(self, x):
         x = pt.as_tensor_variable(x)
@@ -46,40 +84,17 @@ class FastTanh(COp):
         (y,), (gy,) = outputs, output_grads
         return [gy * (1. - pt.sqr(y))]
 
-    def c_headers(self, **kwargs):
-        return ["<math.h>"]
-
-    def c_compile_args(self, **kwargs):
-        # Not -ffast-math: GCC < 13 then links crtfastmath.o, whose constructor switches the
-        # whole process to flush-denormals-to-zero. Defining __FAST_MATH__ is what makes glibc's
-        # <math.h> declare the SIMD (libmvec) variants that the vectoriser calls; the other two
-        # flags let it vectorise a loop of libm calls. Neither changes tanh's results.
-        # -mprefer-vector-width=512: use 8-wide libmvec calls where -march allows AVX-512
-        # (GCC prefers 256-bit vectors otherwise); a no-op on other CPUs.
-        return ["-O3", "-fno-math-errno", "-fno-trapping-math", "-D__FAST_MATH__",
-                "-mprefer-vector-width=512"]
-
     def c_code_cache_version(self):
-        return (3,)
+        return (4,)
 
     def c_code(self, node, name, inputs, outputs, sub):
         (x,), (z,), fail = inputs, outputs, sub["fail"]
-        ctype = "double" if node.inputs[0].dtype == "float64" else "float"
-        func = "tanh" if ctype == "double" else "tanhf"
+        ctype, func = self._c_types(node)
         return f"""
         {{
             PyArrayObject* xc = PyArray_GETCONTIGUOUS({x});
             if (!xc) {{ {fail}; }}
-            int nd = PyArray_NDIM(xc);
-            int reuse = {z} && PyArray_NDIM({z}) == nd && PyArray_IS_C_CONTIGUOUS({z})
-                        && PyArray_TYPE({z}) == PyArray_TYPE(xc);
-            for (int i = 0; reuse && i < nd; ++i)
-                reuse = PyArray_DIMS({z})[i] == PyArray_DIMS(xc)[i];
-            if (!reuse) {{
-                Py_XDECREF({z});
-                {z} = (PyArrayObject*)PyArray_EMPTY(nd, PyArray_DIMS(xc), PyArray_TYPE(xc), 0);
-                if (!{z}) {{ Py_DECREF(xc); {fail}; }}
-            }}
+            {self._c_output_like(z, "xc", "Py_DECREF(xc);", fail)}
             const npy_intp n = PyArray_SIZE(xc);
             const {ctype}* __restrict__ xp = (const {ctype}*)PyArray_DATA(xc);
             {ctype}* __restrict__ zp = ({ctype}*)PyArray_DATA({z});
@@ -92,11 +107,9 @@ class FastTanh(COp):
 fast_tanh = FastTanh()
 
 
-class FastBiasTanh(COp):
+class FastBiasTanh(_TanhKernel):
     """y_B_N = tanh(x_B_N + b_1_N) for float32/float64 matrices and a bias row (C: one
     vectorised loop per row)."""
-
-    __props__ = ()
 
     def make_node(self, x, b):
         x, b = pt.as_tensor_variable(x), pt.as_tensor_variable(b)
@@ -119,19 +132,12 @@ class FastBiasTanh(COp):
         gz = gy * (1. - pt.sqr(y))
         return [gz, gz.sum(axis=0, keepdims=True)]
 
-    def c_headers(self, **kwargs):
-        return ["<math.h>"]
-
-    def c_compile_args(self, **kwargs):
-        return FastTanh.c_compile_args(self, **kwargs)  # same flags, same reasons
-
     def c_code_cache_version(self):
-        return (1,)
+        return (2,)
 
     def c_code(self, node, name, inputs, outputs, sub):
         (x, b), (z,), fail = inputs, outputs, sub["fail"]
-        ctype = "double" if node.inputs[0].dtype == "float64" else "float"
-        func = "tanh" if ctype == "double" else "tanhf"
+        ctype, func = self._c_types(node)
         return f"""
         {{
             if (PyArray_DIMS({b})[0] != 1 || PyArray_DIMS({b})[1] != PyArray_DIMS({x})[1]) {{
@@ -145,14 +151,8 @@ class FastBiasTanh(COp):
             if (!xc) {{ {fail}; }}
             PyArrayObject* bc = PyArray_GETCONTIGUOUS({b});
             if (!bc) {{ Py_DECREF(xc); {fail}; }}
+            {self._c_output_like(z, "xc", "Py_DECREF(xc); Py_DECREF(bc);", fail)}
             const npy_intp m = PyArray_DIMS(xc)[0], n = PyArray_DIMS(xc)[1];
-            if (!({z} && PyArray_NDIM({z}) == 2 && PyArray_IS_C_CONTIGUOUS({z})
-                  && PyArray_TYPE({z}) == PyArray_TYPE(xc)
-                  && PyArray_DIMS({z})[0] == m && PyArray_DIMS({z})[1] == n)) {{
-                Py_XDECREF({z});
-                {z} = (PyArrayObject*)PyArray_EMPTY(2, PyArray_DIMS(xc), PyArray_TYPE(xc), 0);
-                if (!{z}) {{ Py_DECREF(xc); Py_DECREF(bc); {fail}; }}
-            }}
             const {ctype}* __restrict__ bp = (const {ctype}*)PyArray_DATA(bc);
             for (npy_intp i = 0; i < m; ++i) {{
                 const {ctype}* __restrict__ xp = (const {ctype}*)PyArray_DATA(xc) + i * n;

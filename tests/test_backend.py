@@ -261,6 +261,42 @@ def test_fast_bias_tanh_folds_the_bias_add(rng):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-13)
 
 
+_HEAP_PROBE = """
+import json, os
+import numpy as np
+import policyopt
+
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+took = policyopt.backend.reuse_freed_heap_memory()
+before = rss()
+a = np.ones(8 << 20)  # 64 MiB, every page touched
+del a
+kept = rss() - before
+b = np.ones(8 << 20)  # the same size again
+grew = rss() - before - kept
+print(json.dumps({"took": took, "kept_mb": kept / 2 ** 20, "grew_mb": grew / 2 ** 20}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_freed_large_blocks_stay_for_reuse(setting):
+    """With the default setting a freed 64 MiB array stays mapped and the next one reuses it;
+    POLICYOPT_HEAP_REUSE=0 leaves glibc's defaults (the block goes back to the kernel)."""
+    env = dict(os.environ, **{backend.HEAP_REUSE_ENV_VAR: setting})
+    res = subprocess.run([sys.executable, "-c", _HEAP_PROBE], env=env, capture_output=True,
+                         text=True, timeout=240)
+    assert res.returncode == 0, res.stderr
+    out = _last_json(res.stdout)
+    if setting == "1":
+        assert out["took"] is True, out
+        assert out["kept_mb"] > 48 and out["grew_mb"] < 8, out
+    else:
+        assert out["took"] is False and out["kept_mb"] < 16, out
+
+
 def test_set_backend_rejects_unknown_name():
     before = backend.get_backend()
     with pytest.raises(ValueError):
