@@ -53,6 +53,7 @@ class Spec:
     algorithms: dict              # name -> list of imitate_mj.py arguments
     eval_num_trajs: int = 50
     deterministic_expert: bool = False
+    full_length_only: bool = False  # expert datasets: drop trajectories that end early
     job_num_workers: int = 1      # sampling processes inside each training job
     path: str = ""
     extra: dict = field(default_factory=dict)
@@ -92,6 +93,7 @@ def load_spec(spec):
                     algorithms=algs,
                     eval_num_trajs=int(raw.get("evaluation", {}).get("num_trajs", 50)),
                     deterministic_expert=bool(ds.get("deterministic_expert", False)),
+                    full_length_only=bool(ds.get("full_length_only", False)),
                     job_num_workers=int(tr.get("job_num_workers", 1)), path=path)
     except KeyError as e:
         raise UserError(f"{path}: missing key {e}")
@@ -326,11 +328,24 @@ class Pipeline:
         for task in tqdm(self.tasks, desc="0_sampletrajs", unit="task", file=sys.stderr):
             out = self.data_path(task)
             if os.path.exists(out):
+                self._check_dataset_setting(out)
                 continue
             policy, env = self.expert_of(task)
             mod.sample_dataset(policy, out, self.spec.full_num_trajs, env_name=env,
                                deterministic=self.spec.deterministic_expert, seed=0,
-                               data_subsamp_freq=task.data_subsamp_freq, verbose=False)
+                               data_subsamp_freq=task.data_subsamp_freq,
+                               full_length_only=self.spec.full_length_only, verbose=False)
+
+    def _check_dataset_setting(self, path):
+        """An existing dataset is reused only when it was sampled with the same
+        full_length_only setting (older files without the attribute count as off)."""
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            had = bool(f.attrs.get("full_length_only", 0))
+        if had != self.spec.full_length_only:
+            raise UserError(f"{path} was sampled with full_length_only={had}, the spec now says "
+                            f"{self.spec.full_length_only}: use another --out")
 
     def train_jobs(self):
         jobs = []

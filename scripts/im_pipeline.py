@@ -41,6 +41,10 @@ def build_parser():
                    help="override the spec's runs per setting")
     p.add_argument("--num_trajs", default=None,
                    help="comma-separated subset of the spec's dataset sizes")
+    p.add_argument("--full_length_only", action="store_true",
+                   help="0_sampletrajs keeps only expert trajectories that reach the time limit "
+                        "(the spec's datasets.full_length_only): the original MuJoCo experts "
+                        "fall in some episodes on the v5 environments; use its own --out")
     g = p.add_argument_group("execution (dask.distributed)")
     g.add_argument("--scheduler", default=None, help="address of a running dask scheduler")
     g.add_argument("--n_workers", type=cli.positive_int, default=None,
@@ -71,6 +75,8 @@ def main(argv=None):
         if bad:
             raise cli.UserError(f"--num_trajs: {bad} not among the spec's sizes {spec.num_trajs}")
         spec.num_trajs = sizes
+    if args.full_length_only:
+        spec.full_length_only = True
     experts_tag = args.experts if args.experts in ("original", "own") else "custom"
     out = args.out or os.path.join("runs", f"{spec.suite}_{experts_tag}")
     client_kwargs = dict(scheduler=args.scheduler, cluster=args.cluster,

@@ -1,5 +1,6 @@
 """imitation.data: the expert dataset file (SPEC section 6), subsampling, and its input errors."""
 import json
+import os
 
 import h5py
 import numpy as np
@@ -311,3 +312,73 @@ def test_check_fits_mdp_action_dim_mismatch_continuous(tmp_path, pendulum_mdp):
     with pytest.raises(UserError) as e:
         check_fits_mdp(load_dataset(str(path)), pendulum_mdp)
     _assert_one_line(e)
+
+
+# ------------------------------------------------- sample_expert.py --full_length_only
+
+class _ScriptedMDP:
+    """Stands in for GymMDP: sim_mp hands out trajectories of the scripted lengths in order,
+    at least the requested number per call (like the real sampler)."""
+
+    def __init__(self, lengths, horizon):
+        self.lengths, self.max_len = list(lengths), horizon
+        self.spec = type("Spec", (), {"env_name": "Scripted-v0"})()
+
+    def horizon(self, cfg_max_traj_len=None):
+        return self.max_len
+
+    def sim_mp(self, policy, obsfeat_fn, cfg, rng, deterministic=False, progress=None):
+        n = cfg.min_num_trajs
+        taken, self.lengths = self.lengths[:n], self.lengths[n:]
+        return _batch(taken, seed=len(self.lengths))
+
+
+def _full_length(lengths, num_trajs, horizon=5):
+    from conftest import load_script
+
+    se = load_script("sample_expert")
+    return se._sample_trajs(_ScriptedMDP(lengths, horizon), None, num_trajs, None, False, True,
+                            None, None)
+
+
+def test_full_length_only_keeps_full_trajectories_in_sampled_order():
+    # Lengths 5 are full (horizon 5); a second round is needed after two of four fell short.
+    batch, dropped = _full_length([5, 2, 5, 3, 5, 5, 1], 4)
+    np.testing.assert_array_equal(batch.obs.lengths, [5, 5, 5, 5])
+    assert dropped == 2
+    # obs[..., 1] is the time index: every kept trajectory starts at t = 0 and runs to 4.
+    np.testing.assert_array_equal(batch.obs.stacked[:, 1], np.tile(np.arange(5), 4))
+
+
+def test_full_length_only_gives_up_when_the_expert_rarely_reaches_the_limit():
+    with pytest.raises(UserError, match="only 1 of 20 trajectories reached the time limit"):
+        _full_length([5] + [2] * 100, 2)
+
+
+def test_full_length_only_needs_a_time_limit():
+    with pytest.raises(UserError, match="no time limit"):
+        _full_length([5], 1, horizon=10 ** 9)
+
+
+def test_full_length_only_on_the_original_hopper_expert(tmp_path, hopper_expert_data):
+    """On Hopper-v5 the original expert falls in some episodes (one of the first four with
+    seed 0); the filtered dataset keeps the same seed's full-length trajectories, unchanged
+    and in order, and samples on to replace the fallen ones."""
+    from conftest import load_script
+
+    policy = "../shared/expert_policies/modern/log_Hopper-v0_3.h5/snapshots/iter0000500"
+    out = str(tmp_path / "hopper_full.h5")
+    load_script("sample_expert").sample_dataset(
+        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), policy), out,
+        4, env_name="Hopper-v5", seed=0, num_workers=0, full_length_only=True, verbose=False)
+    with h5py.File(hopper_expert_data, "r") as f:
+        len_all, obs_all = f["len_B"][:], f["obs_B_T_Do"][:]
+    with h5py.File(out, "r") as f:
+        len_full, obs_full = f["len_B"][:], f["obs_B_T_Do"][:]
+        dropped, rets = int(f.attrs["dropped_trajs"]), f["r_B_T"][:].sum(1)
+        assert int(f.attrs["full_length_only"]) == 1
+        np.testing.assert_allclose(f.attrs["return_mean"], rets.mean())
+    assert np.all(len_full == 1000)
+    assert dropped == np.sum(len_all < 1000) >= 1
+    kept_before = obs_all[len_all == 1000]
+    np.testing.assert_array_equal(obs_full[:len(kept_before)], kept_before)

@@ -721,6 +721,48 @@ def test_gail_hopper_smoke(hopper_expert_data, tmp_path):
                      out.strip().splitlines()[-1]), out
 
 
+    # What the discriminator looks at, on the same log (scripts/inspect_discriminator.py).
+    out = run_ok("inspect_discriminator", log, "--iter", 2, "--num_trajs", 1).stdout
+    rows = {line[:30].strip(): line[30:].split() for line in out.splitlines()[2:]}
+    assert list(rows) == ["policy", "policy, mean action", "policy, zero action", "expert",
+                          "expert, policy's mean action"]
+    for name, (mean, p10, p90, right) in rows.items():
+        assert np.isfinite(float(mean)) and float(p10) <= float(p90), name
+        assert 0 <= float(right.rstrip("%")) <= 100
+
+
+class _FakeBatch:
+    def __init__(self, obs, a, t):
+        class R:
+            def __init__(self, x):
+                self.stacked = x
+        self.obsfeat, self.a, self.time = R(obs), R(a), R(t)
+
+
+@pytest.mark.parametrize("blind_to", ["actions", "nothing"])
+def test_inspect_discriminator_action_swaps(rng, blind_to):
+    """A discriminator whose first layer ignores the action inputs scores the action-swapped
+    rows exactly like the originals; one that reads the actions does not."""
+    score_table = load_script("inspect_discriminator").score_table
+    clf, _, _ = _make_classifier(False, rng)            # obs 3, actions 2
+    if blind_to == "actions":
+        W = clf.get_trainable_variables()[0]             # layer_0 W, (obs + actions) x hidden
+        W_val = W.get_value()
+        W_val[3:] = 0.
+        W.set_value(W_val)
+    policy = rl.GaussianPolicy(SMALL_SPEC, ContinuousSpace(3), ContinuousSpace(2))
+    policy.set_params(rng.normal(size=policy.get_num_params()))
+    obs, a, t = _inputs(False, rng)
+    ex_obs, ex_a, ex_t = _inputs(False, rng, B=11)
+    rows = dict(score_table(clf, policy, _FakeBatch(obs, a, t), ex_obs, ex_a, ex_t))
+    np.testing.assert_allclose(rows["policy"], clf.compute_scores(obs, a, t))
+    np.testing.assert_allclose(rows["expert"], clf.compute_scores(ex_obs, ex_a, ex_t))
+    same = [np.allclose(rows["policy"], rows["policy, mean action"]),
+            np.allclose(rows["policy"], rows["policy, zero action"]),
+            np.allclose(rows["expert"], rows["expert, policy's mean action"])]
+    assert all(same) if blind_to == "actions" else not any(same)
+
+
 def test_run_rl_requires_env_name_unless_resuming(capsys):
     main = load_script("run_rl_mj").main
     with pytest.raises(SystemExit) as e:

@@ -124,3 +124,21 @@ def test_smoke_pipeline_through_a_dask_scheduler(tmp_path):
             assert os.path.getsize(out / name) > 0
     finally:
         cluster.close()
+
+
+def test_existing_dataset_with_another_full_length_setting_is_refused(tmp_path):
+    import h5py
+
+    from imitation.pipeline import Pipeline
+
+    spec = load_spec("smoke")
+    spec.full_length_only = True
+    pipe = Pipeline(spec, str(tmp_path / "out"), experts=str(tmp_path))
+    task = spec.tasks[0]
+    os.makedirs(os.path.dirname(pipe.data_path(task)))
+    with h5py.File(pipe.data_path(task), "w") as f:   # an older dataset: no attribute at all
+        f.attrs["env_name"] = "CartPole-v0"
+    with pytest.raises(UserError, match="full_length_only=False, the spec now says True"):
+        pipe.sample_trajs()
+    spec.full_length_only = False
+    pipe.sample_trajs()          # same setting: reused, nothing sampled

@@ -62,6 +62,7 @@ RL = "run_rl_mj.py"
 EV = "eval_policy.py"
 SE = "sample_expert.py"
 PL = "im_pipeline.py"
+ID = "inspect_discriminator.py"
 GA = ["--mode", "ga", "--data"]
 CP = ["--env_name", "CartPole-v1"]
 
@@ -153,6 +154,10 @@ BAD_INPUT_CASES = [
          "already exists"),
     case("se-obs-dim-mismatch", SE, ["{policy}", "--out", "{d}/o.h5", "--num_trajs", "2",
                                      "--env_name", "MountainCar-v0"], "MountainCar-v0 gives 2"),
+    # ---- inspect_discriminator.py
+    case("id-missing-log", ID, ["{d}/missing.h5"], "missing.h5", "no such file"),
+    case("id-not-a-gail-run", ID, ["{policy}"], "not a GAIL run"),
+    case("id-no-such-snapshot", ID, ["{policy}", "--iter", "5"], "iter0000005"),
     # ---- im_pipeline.py
     case("pl-unknown-spec", PL, ["no_such_spec", "1_train", "--out", "{d}/out"],
          "no_such_spec"),

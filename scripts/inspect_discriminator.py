@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""What does a GAIL run's discriminator look at? Scores D's logit on fresh policy rollouts and
+on the expert pairs, then again with the actions swapped, at one snapshot of a training log.
+
+    python scripts/inspect_discriminator.py runs/mujoco_original/logs/halfcheetah/ga_n4_run0.h5 --iter 100
+
+Rows (score = D's logit; expert pairs score > 0 when D is right; the policy's reward is
+-log(1 - sigmoid(score)), about exp(score) for very negative scores):
+  policy                        the policy's states and sampled actions
+  policy, mean action           the same states, the policy's mean action (its noise removed)
+  policy, zero action           the same states, action 0
+  expert                        the expert pairs the run imitated (first --limit_trajs, every step)
+  expert, policy's mean action  expert states, the policy's mean action there
+When swapping actions barely moves the scores, D separates the two by their states alone, and
+the policy's reward only rises once it reaches expert-like states.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from imitation import cli  # noqa: E402
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("log", help="a GAIL training log (imitate_mj.py --mode ga --reward_type nn)")
+    p.add_argument("--iter", type=cli.nonneg_int, default=None,
+                   help="snapshot iteration (default: the last)")
+    p.add_argument("--num_trajs", type=cli.positive_int, default=3,
+                   help="policy rollouts to score (default: 3)")
+    p.add_argument("--data", default=None, help="expert dataset (default: the run's --data)")
+    cli.add_common_args(p)
+    return p
+
+
+def load_discriminator(log, key, args, obs_space, action_space):
+    """The run's TransitionClassifier with the parameters and input standardizer of `key`."""
+    from imitation.snapshots import open_h5
+    from policyopt import imitation
+
+    reward = imitation.TransitionClassifier(
+        hidden_spec=args["policy_hidden_spec"], obsfeat_space=obs_space,
+        action_space=action_space, include_time=bool(args.get("reward_include_time", 0)),
+        favor_zero_expert_reward=bool(args.get("favor_zero_expert_reward", 0)))
+    with open_h5(log) as f:
+        if "TransitionClassifier" not in f[key]:
+            raise cli.UserError(f"{log}/{key} holds no discriminator (not a --reward_type nn "
+                                "GAIL run)")
+        reward.load_h5(f, key)
+    return reward
+
+
+def score_table(reward, policy, batch, ex_obs, ex_a, ex_t):
+    """[(row name, scores)] for the rows the module docstring lists."""
+    import numpy as np
+
+    o, a, t = batch.obsfeat.stacked, batch.a.stacked, batch.time.stacked
+    Da = a.shape[1]
+    mean_a = policy.compute_actiondist_params(o)[:, :Da]
+    ex_mean_a = policy.compute_actiondist_params(ex_obs)[:, :Da]
+    return [("policy", reward.compute_scores(o, a, t)),
+            ("policy, mean action", reward.compute_scores(o, mean_a, t)),
+            ("policy, zero action", reward.compute_scores(o, np.zeros_like(mean_a), t)),
+            ("expert", reward.compute_scores(ex_obs, ex_a, ex_t)),
+            ("expert, policy's mean action", reward.compute_scores(ex_obs, ex_mean_a, ex_t))]
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    cli.setup_backend(args)
+    import numpy as np
+
+    from imitation.data import load_dataset
+    from imitation.envs import GymMDP
+    from imitation.snapshots import check_policy_fits, load_policy
+    from policyopt import ContinuousSpace, SimConfig
+
+    key = None if args.iter is None else f"snapshots/iter{args.iter:07d}"
+    policy, key, run_args = load_policy(args.log if key is None else f"{args.log}/{key}")
+    if run_args.get("mode") != "ga" or run_args.get("reward_type", "nn") != "nn":
+        raise cli.UserError(f"{args.log} is not a GAIL run with a neural discriminator")
+    if not isinstance(policy.action_space, ContinuousSpace):
+        raise cli.UserError("only continuous actions are supported (swapping a discrete "
+                            "action changes which score is read, not the input)")
+    data = load_dataset(args.data or run_args["data"])
+    n_ex = run_args.get("limit_trajs") or data.num_trajs
+    mdp = GymMDP(run_args["env_name"], obs_adapter=run_args.get("obs_adapter"),
+                 num_workers=args.num_workers)
+    try:
+        check_policy_fits(policy, mdp)
+        reward = load_discriminator(args.log, key, run_args, mdp.obs_space, mdp.action_space)
+        batch = mdp.sim_mp(policy, None, SimConfig(min_num_trajs=args.num_trajs,
+                                                   min_total_sa=-1),
+                           np.random.default_rng(args.seed))
+    finally:
+        mdp.close()
+    mask_B_T = np.arange(data.obs_B_T_Do.shape[1])[None, :] < data.len_B[:n_ex, None]
+    ex_obs = data.obs_B_T_Do[:n_ex][mask_B_T]
+    ex_a = data.a_B_T_Da[:n_ex][mask_B_T].astype(np.float64)
+    ex_t = np.nonzero(mask_B_T)[1].astype(np.float64)
+
+    print(f"{args.log}/{key}: policy return {batch.returns.mean():.1f} over {len(batch)} "
+          f"rollouts; {len(ex_obs)} expert pairs from {n_ex} trajectories")
+    print(f"{'':30s} {'mean':>8s} {'p10':>8s} {'p90':>8s} {'D right':>8s}")
+    for name, s in score_table(reward, policy, batch, ex_obs, ex_a, ex_t):
+        right = np.mean(s > 0) if name.startswith("expert") else np.mean(s < 0)
+        print(f"{name:30s} {s.mean():8.2f} {np.percentile(s, 10):8.2f} "
+              f"{np.percentile(s, 90):8.2f} {right:8.1%}")
+
+
+if __name__ == "__main__":
+    cli.run_main(main)
