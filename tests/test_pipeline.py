@@ -73,7 +73,9 @@ def test_compare_normalizes_and_checks_the_published_spread():
     table = pub.compare(results.assign(alg_traj_returns=[np.full(5, 80.)] * 2), published,
                         {"t": 0.})
     assert not bool(table.iloc[0].within)
-    assert "NO" in pub.format_table(table)
+    text = pub.format_table(table)
+    assert "NO" in text
+    assert text.splitlines()[2].split()[-2] == "0.825"    # ours / published: 80 / 97
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "expert_policies")),
