@@ -370,6 +370,10 @@ class SamplerPool:
 
 # ---------------------------------------------------------------------------------------- MDP
 
+# horizon() of an environment with no time limit and no --max_traj_len.
+NO_TIME_LIMIT = 10 ** 9
+
+
 class GymMDP(policyopt.MDP):
     """A Gymnasium environment (any Box or Discrete action space) as a policyopt MDP."""
 
@@ -417,7 +421,7 @@ class GymMDP(policyopt.MDP):
 
     def horizon(self, cfg_max_traj_len=None):
         limits = [x for x in (self.max_episode_steps, cfg_max_traj_len) if x]
-        return min(limits) if limits else 10 ** 9
+        return min(limits) if limits else NO_TIME_LIMIT
 
     def sim_mp(self, policy, obsfeat_fn, cfg, rng, deterministic=False, progress=None):
         """Sample whole trajectories per `cfg` (a SimConfig) with `policy`.

@@ -73,7 +73,7 @@ def main(argv=None):
     cli.setup_backend(args)
     import numpy as np
 
-    from imitation.data import load_dataset
+    from imitation.data import load_dataset, subsample
     from imitation.envs import GymMDP
     from imitation.snapshots import check_policy_fits, load_policy
     from policyopt import ContinuousSpace, SimConfig
@@ -97,10 +97,7 @@ def main(argv=None):
                            np.random.default_rng(args.seed))
     finally:
         mdp.close()
-    mask_B_T = np.arange(data.obs_B_T_Do.shape[1])[None, :] < data.len_B[:n_ex, None]
-    ex_obs = data.obs_B_T_Do[:n_ex][mask_B_T]
-    ex_a = data.a_B_T_Da[:n_ex][mask_B_T].astype(np.float64)
-    ex_t = np.nonzero(mask_B_T)[1].astype(np.float64)
+    ex_obs, ex_a, ex_t = subsample(data, n_ex, data_subsamp_freq=1)   # every step
 
     print(f"{args.log}/{key}: policy return {batch.returns.mean():.1f} over {len(batch)} "
           f"rollouts; {len(ex_obs)} expert pairs from {n_ex} trajectories")

@@ -100,6 +100,7 @@ def _sample_trajs(mdp, policy, num_trajs, rng, deterministic, full_length_only, 
                   progress):
     """(TrajBatch of num_trajs trajectories, number of early-ended ones dropped)."""
     from imitation.cli import UserError
+    from imitation.envs import NO_TIME_LIMIT
     from policyopt import SimConfig, TrajBatch
 
     def sample(n):
@@ -109,7 +110,7 @@ def _sample_trajs(mdp, policy, num_trajs, rng, deterministic, full_length_only, 
     if not full_length_only:
         return sample(num_trajs), 0
     horizon = mdp.horizon(max_traj_len)
-    if horizon >= 10 ** 9:
+    if horizon >= NO_TIME_LIMIT:
         raise UserError(f"--full_length_only: {mdp.spec.env_name} has no time limit; "
                         "pass --max_traj_len")
     kept, n_sampled = [], 0

@@ -1,6 +1,5 @@
 """imitation.data: the expert dataset file (SPEC section 6), subsampling, and its input errors."""
 import json
-import os
 
 import h5py
 import numpy as np
@@ -357,20 +356,22 @@ def test_full_length_only_gives_up_when_the_expert_rarely_reaches_the_limit():
 
 def test_full_length_only_needs_a_time_limit():
     with pytest.raises(UserError, match="no time limit"):
-        _full_length([5], 1, horizon=10 ** 9)
+        from imitation.envs import NO_TIME_LIMIT
+
+        _full_length([5], 1, horizon=NO_TIME_LIMIT)
 
 
 def test_full_length_only_on_the_original_hopper_expert(tmp_path, hopper_expert_data):
     """On Hopper-v5 the original expert falls in some episodes (one of the first four with
     seed 0); the filtered dataset keeps the same seed's full-length trajectories, unchanged
     and in order, and samples on to replace the fallen ones."""
-    from conftest import load_script
+    from conftest import _expert_file, load_script
 
-    policy = "../shared/expert_policies/modern/log_Hopper-v0_3.h5/snapshots/iter0000500"
+    policy = _expert_file("modern", "log_Hopper-v0_3.h5") + "/snapshots/iter0000500"
     out = str(tmp_path / "hopper_full.h5")
     load_script("sample_expert").sample_dataset(
-        os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), policy), out,
-        4, env_name="Hopper-v5", seed=0, num_workers=0, full_length_only=True, verbose=False)
+        policy, out, 4, env_name="Hopper-v5", seed=0, num_workers=0, full_length_only=True,
+        verbose=False)
     with h5py.File(hopper_expert_data, "r") as f:
         len_all, obs_all = f["len_B"][:], f["obs_B_T_Do"][:]
     with h5py.File(out, "r") as f:

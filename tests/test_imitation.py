@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -720,7 +721,6 @@ def test_gail_hopper_smoke(hopper_expert_data, tmp_path):
     assert re.search(r"^return: [-\d.]+ \+/- [\d.]+ \(2 trajectories\)$",
                      out.strip().splitlines()[-1]), out
 
-
     # What the discriminator looks at, on the same log (scripts/inspect_discriminator.py).
     out = run_ok("inspect_discriminator", log, "--iter", 2, "--num_trajs", 1).stdout
     rows = {line[:30].strip(): line[30:].split() for line in out.splitlines()[2:]}
@@ -729,14 +729,6 @@ def test_gail_hopper_smoke(hopper_expert_data, tmp_path):
     for name, (mean, p10, p90, right) in rows.items():
         assert np.isfinite(float(mean)) and float(p10) <= float(p90), name
         assert 0 <= float(right.rstrip("%")) <= 100
-
-
-class _FakeBatch:
-    def __init__(self, obs, a, t):
-        class R:
-            def __init__(self, x):
-                self.stacked = x
-        self.obsfeat, self.a, self.time = R(obs), R(a), R(t)
 
 
 @pytest.mark.parametrize("blind_to", ["actions", "nothing"])
@@ -754,7 +746,9 @@ def test_inspect_discriminator_action_swaps(rng, blind_to):
     policy.set_params(rng.normal(size=policy.get_num_params()))
     obs, a, t = _inputs(False, rng)
     ex_obs, ex_a, ex_t = _inputs(False, rng, B=11)
-    rows = dict(score_table(clf, policy, _FakeBatch(obs, a, t), ex_obs, ex_a, ex_t))
+    batch = SimpleNamespace(**{k: SimpleNamespace(stacked=v)     # the TrajBatch fields it reads
+                               for k, v in (("obsfeat", obs), ("a", a), ("time", t))})
+    rows = dict(score_table(clf, policy, batch, ex_obs, ex_a, ex_t))
     np.testing.assert_allclose(rows["policy"], clf.compute_scores(obs, a, t))
     np.testing.assert_allclose(rows["expert"], clf.compute_scores(ex_obs, ex_a, ex_t))
     same = [np.allclose(rows["policy"], rows["policy, mean action"]),
