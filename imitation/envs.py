@@ -103,6 +103,10 @@ class EnvSpec:
         import gymnasium as gym
 
         kwargs = dict(self.make_kwargs)
+        if self.max_traj_len is not None:
+            # replaces the registered TimeLimit, so episodes may also be longer than the
+            # environment's default (the original experts trained with 2000-step episodes)
+            kwargs["max_episode_steps"] = self.max_traj_len
         if render_mode is not None:
             kwargs["render_mode"] = render_mode
         with warnings.catch_warnings():
@@ -406,11 +410,10 @@ class GymMDP(policyopt.MDP):
                 self.action_space = ContinuousSpace(asp.shape[0], asp.low, asp.high)
             else:
                 raise EnvError(f"{env_name}: action space {asp} is not a Box or Discrete space")
-            self.env_max_episode_steps = env.spec.max_episode_steps if env.spec else None
+            # the registered limit, or max_traj_len, which make() put in its place
+            self.max_episode_steps = env.spec.max_episode_steps if env.spec else None
         finally:
             env.close()
-        limits = [x for x in (self.env_max_episode_steps, max_traj_len) if x]
-        self.max_episode_steps = min(limits) if limits else None
         self.num_workers = default_num_workers() if num_workers is None else num_workers
         self._pools = {}
         self._local_envs = []

@@ -43,7 +43,8 @@ def build_parser():
     g.add_argument("--obs_adapter", default=None,
                    help="legacy observation adapter (default: the dataset's obs_adapter)")
     g.add_argument("--max_traj_len", type=cli.positive_int, default=None,
-                   help="cut episodes at this length (default: the environment's limit)")
+                   help="episode length limit, replacing the environment's time limit "
+                        "(may be longer; the original experts trained with 2000)")
     g = p.add_argument_group("policy")
     g.add_argument("--policy_hidden_spec", default=None,
                    help="JSON list of layers for the policy, value function and discriminator "

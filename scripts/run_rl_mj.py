@@ -26,7 +26,8 @@ def build_parser():
     g.add_argument("--obs_adapter", default=None, help="legacy observation adapter (ant_v1, "
                                                        "acrobot_v0)")
     g.add_argument("--max_traj_len", type=cli.positive_int, default=None,
-                   help="cut episodes at this length (default: the environment's time limit)")
+                   help="episode length limit, replacing the environment's time limit "
+                        "(may be longer; the original experts trained with 2000)")
     g = p.add_argument_group("policy")
     g.add_argument("--policy_hidden_spec", default=None,
                    help="JSON list of layers (default: fc100-tanh-fc100-tanh)")

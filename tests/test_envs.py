@@ -368,6 +368,22 @@ def test_max_traj_len_pendulum_exact_lengths():
         mdp.close()
 
 
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_max_traj_len_longer_than_the_environment_limit(num_workers):
+    """GymMDP's max_traj_len replaces the registered time limit (Pendulum-v1: 200), so the
+    original experts' 2000-step training episodes can be reproduced on 1000-step envs."""
+    mdp = GymMDP("Pendulum-v1", max_traj_len=450, num_workers=num_workers)
+    try:
+        assert mdp.horizon() == 450
+        nn.seed_initializers(0)
+        pol = rl.GaussianPolicy('[{"type": "fc", "n": 8}, {"type": "nonlin", "func": "tanh"}]',
+                                mdp.obs_space, mdp.action_space)
+        b = mdp.sim_mp(pol, None, SimConfig(min_num_trajs=2), np.random.default_rng(0))
+        np.testing.assert_array_equal(b.obs.lengths, [450, 450])
+    finally:
+        mdp.close()
+
+
 # ---------------------------------------------------------------------------- worker pool
 
 def _pid_feature(obs_B_Do):

@@ -25,10 +25,6 @@ SHIPPED = {
     "walker": ("Walker2d-v5", 25, 20),
     "ant": ("Ant-v5", 25, 20),
 }
-# Known shortfall, documented in expert_trajs/README.md: the project's Walker expert reaches
-# 0.75 of the original's return. strict: the test starts failing once a better one is shipped,
-# so this marker has to go then.
-BELOW_TARGET = {"walker"}
 
 
 def dataset_path(task):
@@ -82,9 +78,7 @@ def test_expert_policy_is_shipped_with_its_training_command(task):
         assert f.attrs["expert_trained_with"] == trained_with
 
 
-@pytest.mark.parametrize("task", [
-    pytest.param(t, marks=pytest.mark.xfail(strict=True, reason="documented shortfall"))
-    if t in BELOW_TARGET else t for t in sorted(SHIPPED)])
+@pytest.mark.parametrize("task", sorted(SHIPPED))
 def test_expert_return_within_10_percent_of_the_original(task):
     if not PUBLISHED_CSV.exists():
         pytest.skip(f"{PUBLISHED_CSV} is absent")
