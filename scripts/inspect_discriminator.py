@@ -12,7 +12,9 @@ Rows (score = D's logit; expert pairs score > 0 when D is right; the policy's re
   expert                        the expert pairs the run imitated (first --limit_trajs, every step)
   expert, policy's mean action  expert states, the policy's mean action there
 When swapping actions barely moves the scores, D separates the two by their states alone, and
-the policy's reward only rises once it reaches expert-like states.
+the policy's reward only rises once it reaches expert-like states. Two more lines: the share of
+the policy's reward held by its top 1% and 10% of pairs (near 100%: a sparse signal), and the
+policy-pair inputs (obs[i], a[j]) most correlated with D's score.
 """
 import argparse
 import os
@@ -68,6 +70,31 @@ def score_table(reward, policy, batch, ex_obs, ex_a, ex_t):
             ("expert, policy's mean action", reward.compute_scores(ex_obs, ex_mean_a, ex_t))]
 
 
+def reward_concentration(r_B, fractions=(0.01, 0.1)):
+    """Share of the total reward sum(r) held by the top fraction f of the pairs (ranked by
+    reward), for each f: sum of the ceil(f*B) largest r / sum(r). Needs r >= 0."""
+    import numpy as np
+
+    r_sorted = np.sort(np.asarray(r_B, dtype=float))[::-1]
+    total = r_sorted.sum()
+    return [float(r_sorted[:int(np.ceil(f * len(r_sorted)))].sum() / total) if total > 0
+            else np.nan for f in fractions]
+
+
+def top_correlations(x_B_D, s_B, names, k=5):
+    """The k input columns with the largest |Pearson correlation| with the scores:
+    [(name, corr)], constant columns skipped."""
+    import numpy as np
+
+    x = np.asarray(x_B_D, dtype=float) - np.mean(x_B_D, axis=0)
+    s = np.asarray(s_B, dtype=float) - np.mean(s_B)
+    denom = np.sqrt((x ** 2).sum(0) * (s ** 2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.where(denom > 0, x.T @ s / denom, np.nan)
+    order = [i for i in np.argsort(-np.abs(np.nan_to_num(corr))) if np.isfinite(corr[i])]
+    return [(names[i], float(corr[i])) for i in order[:k]]
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     cli.setup_backend(args)
@@ -106,6 +133,18 @@ def main(argv=None):
         right = np.mean(s > 0) if name.startswith("expert") else np.mean(s < 0)
         print(f"{name:30s} {s.mean():8.2f} {np.percentile(s, 10):8.2f} "
               f"{np.percentile(s, 90):8.2f} {right:8.1%}")
+    # Where the policy's reward comes from: a few pairs (sparse signal) or all of them, and
+    # which inputs move D's score on the policy's own pairs.
+    o, a, t = batch.obsfeat.stacked, batch.a.stacked, batch.time.stacked
+    s_pi = reward.compute_scores(o, a, t)
+    r_pi = reward.compute_reward(o, a, t)
+    if np.all(r_pi >= 0):
+        top1, top10 = reward_concentration(r_pi)
+        print(f"policy reward held by its top 1% of pairs: {top1:.1%}, top 10%: {top10:.1%}")
+    names = [f"obs[{i}]" for i in range(o.shape[1])] + [f"a[{j}]" for j in range(a.shape[1])]
+    corr = top_correlations(np.concatenate([o, a], axis=1), s_pi, names)
+    print("score on policy pairs most correlated with: "
+          + ", ".join(f"{n} {c:+.2f}" for n, c in corr))
 
 
 if __name__ == "__main__":

@@ -723,12 +723,19 @@ def test_gail_hopper_smoke(hopper_expert_data, tmp_path):
 
     # What the discriminator looks at, on the same log (scripts/inspect_discriminator.py).
     out = run_ok("inspect_discriminator", log, "--iter", 2, "--num_trajs", 1).stdout
-    rows = {line[:30].strip(): line[30:].split() for line in out.splitlines()[2:]}
+    lines = out.splitlines()
+    rows = {line[:30].strip(): line[30:].split() for line in lines[2:7]}
     assert list(rows) == ["policy", "policy, mean action", "policy, zero action", "expert",
                           "expert, policy's mean action"]
     for name, (mean, p10, p90, right) in rows.items():
         assert np.isfinite(float(mean)) and float(p10) <= float(p90), name
         assert 0 <= float(right.rstrip("%")) <= 100
+    share = re.fullmatch(r"policy reward held by its top 1% of pairs: ([\d.]+)%, "
+                         r"top 10%: ([\d.]+)%", lines[7])
+    assert share and 0 < float(share[1]) <= float(share[2]) <= 100, lines[7]
+    assert re.fullmatch(r"score on policy pairs most correlated with: "
+                        r"(obs|a)\[\d+\] [+-][\d.]+(, (obs|a)\[\d+\] [+-][\d.]+){4}",
+                        lines[8]), lines[8]
 
 
 @pytest.mark.parametrize("blind_to", ["actions", "nothing"])
@@ -755,6 +762,30 @@ def test_inspect_discriminator_action_swaps(rng, blind_to):
             np.allclose(rows["policy"], rows["policy, zero action"]),
             np.allclose(rows["expert"], rows["expert, policy's mean action"])]
     assert all(same) if blind_to == "actions" else not any(same)
+
+
+def test_inspect_discriminator_reward_concentration_hand_computed():
+    concentration = load_script("inspect_discriminator").reward_concentration
+    # 200 pairs: the 2 largest (top 1%) hold 10 + 6 of 40, the top 20 (10%) 10 + 6 + 18 * 1
+    r = np.concatenate([[6., 10.], np.ones(18), np.zeros(180)])
+    np.testing.assert_allclose(concentration(np.random.default_rng(0).permutation(r)),
+                               [16 / 34, 1.])
+    np.testing.assert_allclose(concentration(np.ones(50)), [1 / 50, 5 / 50])   # ceil(0.5) = 1
+    assert np.isnan(concentration(np.zeros(10))).all()
+
+
+def test_inspect_discriminator_top_correlations(rng):
+    top = load_script("inspect_discriminator").top_correlations
+    x = rng.normal(size=(500, 4))
+    x[:, 2] = 1.                                          # constant: skipped
+    s = -3. * x[:, 1] + 0.5 * x[:, 3]
+    names = ["o0", "o1", "o2", "a0"]
+    got = top(x, s, names, k=5)
+    assert [n for n, _ in got] == ["o1", "a0", "o0"]
+    for name, c in got:
+        np.testing.assert_allclose(c, np.corrcoef(x[:, names.index(name)], s)[0, 1],
+                                   rtol=1e-10)
+    assert got[0][1] < -0.9
 
 
 def test_run_rl_requires_env_name_unless_resuming(capsys):
