@@ -129,14 +129,15 @@ def main(argv=None):
     print(f"{args.log}/{key}: policy return {batch.returns.mean():.1f} over {len(batch)} "
           f"rollouts; {len(ex_obs)} expert pairs from {n_ex} trajectories")
     print(f"{'':30s} {'mean':>8s} {'p10':>8s} {'p90':>8s} {'D right':>8s}")
-    for name, s in score_table(reward, policy, batch, ex_obs, ex_a, ex_t):
+    table = score_table(reward, policy, batch, ex_obs, ex_a, ex_t)
+    for name, s in table:
         right = np.mean(s > 0) if name.startswith("expert") else np.mean(s < 0)
         print(f"{name:30s} {s.mean():8.2f} {np.percentile(s, 10):8.2f} "
               f"{np.percentile(s, 90):8.2f} {right:8.1%}")
     # Where the policy's reward comes from: a few pairs (sparse signal) or all of them, and
     # which inputs move D's score on the policy's own pairs.
     o, a, t = batch.obsfeat.stacked, batch.a.stacked, batch.time.stacked
-    s_pi = reward.compute_scores(o, a, t)
+    s_pi = dict(table)["policy"]
     r_pi = reward.compute_reward(o, a, t)
     if np.all(r_pi >= 0):
         top1, top10 = reward_concentration(r_pi)
