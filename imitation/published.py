@@ -95,12 +95,14 @@ def format_table(table):
             f"{'norm ours':>9}  {'norm pub':>8}  {'ours/pub':>8}  {'within':>6}")
     lines = [head, "-" * len(head)]
     for r in table.itertuples():
-        pub = ("-" if np.isnan(r.pub_mean) else f"{r.pub_mean:9.1f} ± {r.pub_std:6.1f}")
+        if np.isnan(r.pub_mean):          # no published run for this cell
+            pub, ratio, within = "-", "-", "-"
+        else:
+            pub = f"{r.pub_mean:9.1f} ± {r.pub_std:6.1f}"
+            ratio, within = f"{r.ratio_to_pub:.3f}", "yes" if r.within else "NO"
         lines.append(f"{r.task:<12}{r.alg:<9}{r.num_trajs:>4}  "
                      f"{r.ours_mean:9.1f} ± {r.ours_std:6.1f}  {pub:>17}  "
-                     f"{r.ours_norm:9.3f}  {r.pub_norm:8.3f}  "
-                     f"{'-' if np.isnan(r.pub_mean) else f'{r.ratio_to_pub:.3f}':>8}  "
-                     f"{('yes' if r.within else 'NO') if not np.isnan(r.pub_mean) else '-':>6}")
+                     f"{r.ours_norm:9.3f}  {r.pub_norm:8.3f}  {ratio:>8}  {within:>6}")
     return "\n".join(lines)
 
 

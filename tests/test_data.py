@@ -7,6 +7,7 @@ import pytest
 
 from imitation.cli import UserError
 from imitation.data import check_fits_mdp, load_dataset, subsample, write_dataset
+from imitation.envs import NO_TIME_LIMIT
 from policyopt import TrajBatch, Trajectory
 
 
@@ -356,8 +357,6 @@ def test_full_length_only_gives_up_when_the_expert_rarely_reaches_the_limit():
 
 def test_full_length_only_needs_a_time_limit():
     with pytest.raises(UserError, match="no time limit"):
-        from imitation.envs import NO_TIME_LIMIT
-
         _full_length([5], 1, horizon=NO_TIME_LIMIT)
 
 

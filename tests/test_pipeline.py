@@ -76,6 +76,11 @@ def test_compare_normalizes_and_checks_the_published_spread():
     text = pub.format_table(table)
     assert "NO" in text
     assert text.splitlines()[2].split()[-2] == "0.825"    # ours / published: 80 / 97
+    # a cell the paper did not run (another dataset size): dashes, no ratio or verdict
+    table = pub.compare(results.assign(num_trajs=4), published, {"t": 0.})
+    assert np.isnan(table.iloc[0].pub_mean)
+    assert pub.format_table(table).splitlines()[2].split()[-5:] == ["-", "0.920", "nan", "-",
+                                                                   "-"]
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "expert_policies")),
