@@ -63,6 +63,7 @@ EV = "eval_policy.py"
 SE = "sample_expert.py"
 PL = "im_pipeline.py"
 ID = "inspect_discriminator.py"
+RT = "reward_terms.py"
 GA = ["--mode", "ga", "--data"]
 CP = ["--env_name", "CartPole-v1"]
 
@@ -158,6 +159,12 @@ BAD_INPUT_CASES = [
     case("id-missing-log", ID, ["{d}/missing.h5"], "missing.h5", "no such file"),
     case("id-not-a-gail-run", ID, ["{policy}"], "not a GAIL run"),
     case("id-no-such-snapshot", ID, ["{policy}", "--iter", "5"], "iter0000005"),
+    # ---- reward_terms.py
+    case("rt-missing-file", RT, ["{d}/missing.h5"], "missing.h5", "no such file"),
+    case("rt-obs-dim-mismatch", RT, ["{policy}", "--env_name", "Acrobot-v1"],
+         "4-dim observations", "Acrobot-v1 gives 6"),
+    case("rt-zero-trajs", RT, ["{policy}", "--num_trajs", "0"], "--num_trajs",
+         argparse=True),
     # ---- im_pipeline.py
     case("pl-unknown-spec", PL, ["no_such_spec", "1_train", "--out", "{d}/out"],
          "no_such_spec"),

@@ -1,5 +1,6 @@
-"""scripts/showlog.py (learning curves from training logs) and scripts/vis_mj.py (a policy's
-rollout rendered offscreen to MP4/GIF)."""
+"""scripts/showlog.py (learning curves from training logs), scripts/vis_mj.py (a policy's
+rollout rendered offscreen to MP4/GIF) and scripts/reward_terms.py (a return split into the
+environment's reward terms)."""
 import importlib.util
 import os
 import subprocess
@@ -263,3 +264,80 @@ def test_vis_bad_input(case, tmp_path, capsys, monkeypatch):
                 "missing_policy": "no such file", "no_dir": "does not exist"}[case]
     assert expected in err
     assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------ reward_terms.py
+
+HC_POLICY = os.path.join(REPO, "expert_trajs", "policies", "halfcheetah.h5")
+
+
+def _hc_spec(T):
+    from imitation.envs import resolve_env
+
+    return resolve_env("HalfCheetah-v5", max_traj_len=T)
+
+
+def _hc_policy():
+    from imitation.snapshots import load_policy_for_env
+
+    return load_policy_for_env(HC_POLICY, "HalfCheetah-v5")[0]
+
+
+def test_reward_terms_match_a_hand_rollout():
+    """Mean actions are deterministic, so a rollout written here must give the same return,
+    and HalfCheetah's documented control cost -0.1 * sum_t sum_j a_tj^2 from its actions."""
+    import gymnasium as gym
+
+    mod = load_script("reward_terms")
+    T, seed = 40, 7
+    policy = _hc_policy()
+    terms = mod.episode_terms(_hc_spec(T), policy, num_trajs=2, seed=seed, deterministic=True)
+    for k in range(2):
+        env = gym.make("HalfCheetah-v5", max_episode_steps=T)
+        obs, _ = env.reset(seed=seed + k)
+        ret, ctrl = 0., 0.
+        for _ in range(T):
+            a = policy.compute_actiondist_params(obs[None])[0, :6]
+            ctrl -= 0.1 * np.sum(np.square(a, dtype=np.float64))
+            obs, r, *_ = env.step(a)
+            ret += r
+        env.close()
+        assert terms["length"][k] == T
+        assert terms["return"][k] == pytest.approx(ret, rel=1e-6)
+        assert terms["reward_ctrl"][k] == pytest.approx(ctrl, rel=1e-5)
+        assert terms["reward_forward"][k] + terms["reward_ctrl"][k] == \
+            pytest.approx(ret, rel=1e-6)
+    assert set(terms) == {"return", "length", "reward_forward", "reward_ctrl", "abs_mean",
+                          "stdev", "outside"}
+
+
+def test_reward_terms_clipping_changes_only_the_control_cost():
+    """MuJoCo clamps HalfCheetah's actuators to [-1, 1], so clipping the sampled actions leaves
+    the motion (forward reward) the same and lowers only the control cost, to at most
+    0.1 * 6 per step. A policy with stdev e = 2.7 puts most components outside the bounds."""
+    mod = load_script("reward_terms")
+    T = 30
+    policy = _hc_policy()
+    policy.logstdevs_1_Da.set_value(np.ones_like(policy.logstdevs_1_Da.get_value()))
+    raw = mod.episode_terms(_hc_spec(T), policy, 2, seed=3)
+    clipped = mod.episode_terms(_hc_spec(T), policy, 2, seed=3, clip_actions=True)
+    np.testing.assert_allclose(clipped["reward_forward"], raw["reward_forward"], rtol=1e-9)
+    np.testing.assert_array_equal(clipped["outside"], raw["outside"])
+    assert np.all(raw["outside"] > 0.5)
+    assert np.all(clipped["reward_ctrl"] >= -0.1 * 6 * T - 1e-9)
+    assert np.all(clipped["reward_ctrl"] > raw["reward_ctrl"])
+    assert np.all(raw["stdev"] == pytest.approx(np.e, rel=1e-5))
+
+
+def test_reward_terms_cli_discrete(capsys):
+    """A discrete-action policy: no reward_* terms, no action line; the table still prints."""
+    code, out, err = run_in_process(load_script("reward_terms"),
+                                    [os.path.join(REPO, "expert_trajs", "policies",
+                                                  "cartpole.h5"), "--num_trajs", 2,
+                                     "--max_traj_len", 60], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "2 episodes, sampled actions" in lines[0]
+    assert lines[2].split() == ["return", "60.0", "0.0"]
+    assert lines[3].split() == ["length", "60.0", "0.0"]
+    assert "actions:" not in out
