@@ -149,8 +149,13 @@ def check_fits_mdp(data, mdp):
 
 
 def write_dataset(path, batch, attrs):
-    """Write a TrajBatch as a dataset file (atomically). `attrs` go to root attributes."""
+    """Write a TrajBatch as a dataset file (atomically). `attrs` go to root attributes, with
+    `versions` (the libraries that sampled it, util.library_versions) unless `attrs` has one."""
     import h5py
+
+    from policyopt.util import library_versions
+
+    attrs = {"versions": library_versions(), **attrs}
 
     B = len(batch)
     T = int(batch.obs.lengths.max())

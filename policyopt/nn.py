@@ -357,12 +357,26 @@ def _fmt(v):
     return f"{v:.5g}" if abs(v) < 1e6 else f"{v:.4e}"
 
 
+def _appended_versions(attrs):
+    """The `versions` attribute (JSON list) with this process's library versions appended
+    unless they equal the last entry."""
+    from policyopt.util import library_versions
+
+    history = json.loads(attrs.versions) if "versions" in attrs._v_attrnames else []
+    current = library_versions()
+    if not history or history[-1] != current:
+        history.append(current)
+    return json.dumps(history, sort_keys=True)
+
+
 class TrainingLog:
     """One row of named fields per iteration, printed as an aligned table (header every
     `header_every` rows) and stored in the HDF5 file `filename` as the PyTables table `log`.
 
     Policy snapshots live in the same file under ``snapshots/iter%07d/<scope path>``; the run's
-    arguments are JSON in the root attribute `args`. Rows are buffered and written together with
+    arguments are JSON in the root attribute `args`; the root attribute `versions` is a JSON list
+    of the library versions (util.library_versions) of every process that wrote the file, one
+    entry per change, so a resumed run shows an upgrade. Rows are buffered and written together with
     each snapshot (`save`) through an atomic replace, so a run killed at any moment leaves a file
     that opens and holds every iteration up to its last completed save.
     """
@@ -443,6 +457,7 @@ class TrainingLog:
                 f.root._v_attrs.args = json.dumps(self.attrs, sort_keys=True, indent=1,
                                                   default=str)
                 f.root._v_attrs.finished = int(finished)
+                f.root._v_attrs.versions = _appended_versions(f.root._v_attrs)
             with h5py.File(tmp, "a") as f:
                 if snapshot_iter is not None:
                     key = "snapshots/iter%07d" % snapshot_iter

@@ -50,6 +50,25 @@ class Timer:
         self.dt = time.perf_counter() - self.t0
 
 
+# The packages whose versions decide a run's numbers: MuJoCo's physics and Gymnasium's task
+# definitions change rollouts from the same seed, the others the arithmetic.
+RESULT_PACKAGES = ("numpy", "scipy", "pytensor", "gymnasium", "mujoco")
+
+
+def library_versions():
+    """{"python": ..., package: version} for RESULT_PACKAGES ("not installed" when absent):
+    what logs and datasets record, so a number can be traced to the libraries behind it."""
+    from importlib import metadata
+
+    versions = {"python": sys.version.split()[0]}
+    for name in RESULT_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
 def header(s, file=None):
     """Print a section header line."""
     print(f"\n=== {s} ===", file=file or sys.stdout, flush=True)

@@ -85,6 +85,13 @@ def test_round_trip_discrete(tmp_path):
     assert "obs_adapter" not in data.attrs and data.obs_adapter is None  # None attrs skipped
     assert json.loads(data.attrs["extra"]) == {"a": 1}  # non-scalar attrs stored as JSON
     assert isinstance(data.env_name, str)
+    # the libraries that wrote it, read back from the installed packages' metadata
+    from importlib import metadata
+
+    versions = json.loads(data.attrs["versions"])
+    assert versions["numpy"] == metadata.version("numpy") == np.__version__
+    assert versions["mujoco"] == metadata.version("mujoco")
+    assert set(versions) == {"python", "numpy", "scipy", "pytensor", "gymnasium", "mujoco"}
 
 
 def test_round_trip_continuous(tmp_path):

@@ -368,3 +368,31 @@ def test_training_log_file_and_printing(tmp_path, rng):
     log2 = nn.TrainingLog(fn, out=io.StringIO())
     with pytest.raises(ValueError):
         log2.write([("iter", 26), ("loss", 0.)])
+
+
+def test_training_log_records_library_versions(tmp_path, monkeypatch):
+    """One `versions` entry while the libraries stay the same; a resume after an upgrade
+    appends the new versions, keeping the old."""
+    import pytensor as pt_pkg
+
+    from policyopt import util
+
+    fn = str(tmp_path / "log.h5")
+    log = nn.TrainingLog(fn, attrs={}, out=io.StringIO())
+    for i in range(2):
+        log.write([("iter", i)])
+        log.save()
+
+    def history():
+        with tables.open_file(fn, "r") as f:
+            return json.loads(f.root._v_attrs.versions)
+
+    first = history()
+    assert len(first) == 1
+    assert first[0]["pytensor"] == pt_pkg.__version__ and first[0]["numpy"] == np.__version__
+    upgraded = dict(first[0], mujoco="99.0.0")
+    monkeypatch.setattr(util, "library_versions", lambda: dict(upgraded))
+    resumed = nn.TrainingLog(fn, out=io.StringIO())
+    resumed.write([("iter", 2)])
+    resumed.save()
+    assert history() == [first[0], upgraded]
