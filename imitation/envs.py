@@ -89,6 +89,32 @@ class EnvError(ValueError):
     """An environment id or adapter that cannot be used (message fit for users)."""
 
 
+# MuJoCo >= 4.0 deprecates an attribute of Gymnasium's own half_cheetah.xml; the model it
+# compiles is unchanged, so the warning says nothing about the user's run.
+_HARMLESS_MUJOCO_WARNINGS = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+def _mujoco_warning(msg):
+    """MuJoCo's warning handler here: known harmless ones dropped, the rest one line each on
+    stderr. Replaces MuJoCo's default, which also appends to MUJOCO_LOG.TXT in the current
+    directory."""
+    import sys
+
+    if not msg.startswith(_HARMLESS_MUJOCO_WARNINGS):
+        print(f"MuJoCo warning: {' '.join(msg.split())}", file=sys.stderr, flush=True)
+
+
+def install_mujoco_warning_handler():
+    """Route MuJoCo's warnings through _mujoco_warning in this process (idempotent; a no-op
+    without MuJoCo)."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+    if mujoco.get_mju_user_warning() is not _mujoco_warning:
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
 @dataclass
 class EnvSpec:
     """How to build one environment: Gymnasium id, make kwargs, optional obs adapter."""
@@ -109,6 +135,7 @@ class EnvSpec:
             kwargs["max_episode_steps"] = self.max_traj_len
         if render_mode is not None:
             kwargs["render_mode"] = render_mode
+        install_mujoco_warning_handler()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return gym.make(self.gym_id, disable_env_checker=True, **kwargs)

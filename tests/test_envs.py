@@ -428,3 +428,35 @@ def test_split_quota():
     assert sum(envs.split_quota(1001, 2, w) for w in range(2)) == 1001
     assert envs.split_quota(-1, 2, 0) == -1
     assert envs.split_quota(None, 2, 1) == -1
+
+
+# ------------------------------------------------------------------------- MuJoCo warnings
+
+def test_mujoco_warnings_one_line_each_harmless_ones_dropped(capsys):
+    envs._mujoco_warning("Nan, Inf or huge value in QACC at DOF 0.\n  The simulation is "
+                         "unstable. Time = 0.1200.")
+    envs._mujoco_warning("compiler attribute 'settotalmass' is deprecated and will be removed")
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == ["MuJoCo warning: Nan, Inf or huge value in QACC at DOF 0. The "
+                                "simulation is unstable. Time = 0.1200."]
+
+
+def test_making_halfcheetah_prints_nothing_and_writes_no_mujoco_log(tmp_path):
+    """Gymnasium's half_cheetah.xml sets `settotalmass`, which MuJoCo 4 reports by default on
+    stderr and in MUJOCO_LOG.TXT in the working directory; building the environment here
+    leaves both alone (a bad-input run must end with one line on stderr)."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("from imitation.envs import resolve_env\n"
+            "env = resolve_env('HalfCheetah-v5').make()\n"
+            "env.reset(seed=0)\n"
+            "import mujoco\n"
+            "print(mujoco.__version__)\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=repo), timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+    assert os.listdir(tmp_path) == []
