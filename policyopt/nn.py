@@ -357,13 +357,10 @@ def _fmt(v):
     return f"{v:.5g}" if abs(v) < 1e6 else f"{v:.4e}"
 
 
-def _appended_versions(attrs):
-    """The `versions` attribute (JSON list) with this process's library versions appended
-    unless they equal the last entry."""
-    from policyopt.util import library_versions
-
+def _appended_versions(attrs, current):
+    """The `versions` attribute (JSON list) with `current` (library versions) appended unless
+    it equals the last entry."""
     history = json.loads(attrs.versions) if "versions" in attrs._v_attrnames else []
-    current = library_versions()
     if not history or history[-1] != current:
         history.append(current)
     return json.dumps(history, sort_keys=True)
@@ -384,6 +381,9 @@ class TrainingLog:
     def __init__(self, filename=None, attrs=None, header_every=20, out=None):
         self.filename = filename
         self.attrs = dict(attrs or {})
+        from policyopt.util import library_versions
+
+        self.versions = library_versions()  # once: they cannot change within a process
         self.header_every = header_every
         self.out = out
         self.pending = []
@@ -457,7 +457,7 @@ class TrainingLog:
                 f.root._v_attrs.args = json.dumps(self.attrs, sort_keys=True, indent=1,
                                                   default=str)
                 f.root._v_attrs.finished = int(finished)
-                f.root._v_attrs.versions = _appended_versions(f.root._v_attrs)
+                f.root._v_attrs.versions = _appended_versions(f.root._v_attrs, self.versions)
             with h5py.File(tmp, "a") as f:
                 if snapshot_iter is not None:
                     key = "snapshots/iter%07d" % snapshot_iter

@@ -452,9 +452,7 @@ def test_making_halfcheetah_prints_nothing_and_writes_no_mujoco_log(tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = ("from imitation.envs import resolve_env\n"
             "env = resolve_env('HalfCheetah-v5').make()\n"
-            "env.reset(seed=0)\n"
-            "import mujoco\n"
-            "print(mujoco.__version__)\n")
+            "env.reset(seed=0)\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, env=dict(os.environ, PYTHONPATH=repo), timeout=120)
     assert res.returncode == 0, res.stderr
