@@ -15,6 +15,10 @@ bounds cost reward and do nothing. `--clip_actions` clips the sampled actions to
 before the step: the motion stays the same, only the control cost changes. The original
 code passed the sampled actions unclipped (the published expert returns agree with that), so
 returns are comparable with the paper's only without the flag.
+
+`--unclamped_actuators` turns MuJoCo's clamping off (the model's `actuator_ctrllimited`), so
+actions beyond the bounds push harder: a check on the simulator rather than on the policy.
+The original experts' published returns match the clamped simulator, not the unclamped one.
 """
 import argparse
 import os
@@ -41,13 +45,25 @@ def build_parser():
                    help="act with the distribution's mean/mode instead of sampling")
     p.add_argument("--clip_actions", action="store_true",
                    help="clip continuous actions to the action space's bounds before each step")
+    p.add_argument("--unclamped_actuators", action="store_true",
+                   help="MuJoCo tasks: turn off the simulator's clamping of the actuators to "
+                        "their control range")
     p.add_argument("--seed", type=cli.nonneg_int, default=0,
                    help="episode k resets with seed + k; actions are drawn from a generator "
                         "seeded with seed (default: 0)")
     return p
 
 
-def episode_terms(spec, policy, num_trajs, seed, clip_actions=False, deterministic=False):
+def unclamp_actuators(env):
+    """Turn off MuJoCo's clamping of `env`'s actuator controls to their ctrlrange."""
+    model = getattr(env.unwrapped, "model", None)
+    if model is None or not hasattr(model, "actuator_ctrllimited"):
+        raise cli.UserError(f"--unclamped_actuators: {env.spec.id} is not a MuJoCo task")
+    model.actuator_ctrllimited[:] = 0
+
+
+def episode_terms(spec, policy, num_trajs, seed, clip_actions=False, deterministic=False,
+                  unclamped_actuators=False):
     """Roll out `num_trajs` episodes one at a time. Returns a dict of per-episode arrays:
     'return', 'length', one entry per `reward_*` key of the environment's info (its sum over
     the episode), and for Gaussian policies 'abs_mean' (mean |mean action|), 'stdev' (mean
@@ -58,6 +74,8 @@ def episode_terms(spec, policy, num_trajs, seed, clip_actions=False, determinist
 
     env = spec.make()
     try:
+        if unclamped_actuators:
+            unclamp_actuators(env)
         continuous = isinstance(policy.action_space, ContinuousSpace)
         lo, hi = (env.action_space.low, env.action_space.high) if continuous else (None, None)
         rng = np.random.default_rng(seed)
@@ -124,11 +142,18 @@ def main(argv=None):
                  num_workers=0)
     check_policy_fits(policy, mdp)
     spec = mdp.spec
+    if args.unclamped_actuators:  # fail before printing anything when the task has no actuators
+        env = spec.make()
+        try:
+            unclamp_actuators(env)
+        finally:
+            env.close()
     how = "mean actions" if args.deterministic else "sampled actions"
     how += ", clipped to the bounds" if args.clip_actions else ", unclipped"
+    how += ", actuators unclamped" if args.unclamped_actuators else ""
     print(f"{policy_summary(policy)}; {key}; {spec.gym_id}; {args.num_trajs} episodes, {how}")
     terms = episode_terms(spec, policy, args.num_trajs, args.seed, args.clip_actions,
-                          args.deterministic)
+                          args.deterministic, args.unclamped_actuators)
     print(format_terms(terms))
 
 

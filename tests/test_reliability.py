@@ -165,6 +165,8 @@ BAD_INPUT_CASES = [
          "4-dim observations", "Acrobot-v1 gives 6"),
     case("rt-zero-trajs", RT, ["{policy}", "--num_trajs", "0"], "--num_trajs",
          argparse=True),
+    case("rt-unclamped-not-mujoco", RT, ["{policy}", "--unclamped_actuators"],
+         "--unclamped_actuators", "not a MuJoCo task"),
     # ---- im_pipeline.py
     case("pl-unknown-spec", PL, ["no_such_spec", "1_train", "--out", "{d}/out"],
          "no_such_spec"),

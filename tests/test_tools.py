@@ -329,6 +329,24 @@ def test_reward_terms_clipping_changes_only_the_control_cost():
     assert np.all(raw["stdev"] == pytest.approx(np.e, rel=1e-5))
 
 
+def test_reward_terms_unclamped_actuators():
+    """With MuJoCo's clamping off, clipping the actions by hand must give back the clamped
+    simulator's motion exactly (forward reward; same states, so the same sampled actions),
+    while the unclipped wide actions then push harder and move the cheetah differently."""
+    mod = load_script("reward_terms")
+    T = 30
+    policy = _hc_policy()
+    policy.logstdevs_1_Da.set_value(np.ones_like(policy.logstdevs_1_Da.get_value()))
+    clamped = mod.episode_terms(_hc_spec(T), policy, 2, seed=3)
+    free_clipped = mod.episode_terms(_hc_spec(T), policy, 2, seed=3, clip_actions=True,
+                                     unclamped_actuators=True)
+    free = mod.episode_terms(_hc_spec(T), policy, 2, seed=3, unclamped_actuators=True)
+    np.testing.assert_allclose(free_clipped["reward_forward"], clamped["reward_forward"],
+                               rtol=1e-12)
+    assert np.all(np.abs(free["reward_forward"] - clamped["reward_forward"]) > 1.)
+    assert np.all(free["outside"] > 0.5)
+
+
 def test_reward_terms_cli_discrete(capsys):
     """A discrete-action policy: no reward_* terms, no action line; the table still prints."""
     code, out, err = run_in_process(load_script("reward_terms"),
