@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from imitation.cli import UserError
-from policyopt.util import atomic_write
+from policyopt.util import atomic_write, library_versions
 
 REQUIRED = ("obs_B_T_Do", "a_B_T_Da", "r_B_T", "len_B")
 
@@ -152,8 +152,6 @@ def write_dataset(path, batch, attrs):
     """Write a TrajBatch as a dataset file (atomically). `attrs` go to root attributes, with
     `versions` (the libraries that sampled it, util.library_versions) unless `attrs` has one."""
     import h5py
-
-    from policyopt.util import library_versions
 
     attrs = {"versions": library_versions(), **attrs}
 

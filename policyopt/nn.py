@@ -12,7 +12,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from policyopt import thutil
+from policyopt import thutil, util
 from policyopt.thutil import floatX
 
 # -------------------------------------------------------------------------- variable scopes
@@ -381,9 +381,7 @@ class TrainingLog:
     def __init__(self, filename=None, attrs=None, header_every=20, out=None):
         self.filename = filename
         self.attrs = dict(attrs or {})
-        from policyopt.util import library_versions
-
-        self.versions = library_versions()  # once: they cannot change within a process
+        self.versions = util.library_versions()  # once: they cannot change within a process
         self.header_every = header_every
         self.out = out
         self.pending = []
@@ -436,9 +434,7 @@ class TrainingLog:
         import h5py
         import tables
 
-        from policyopt.util import atomic_write
-
-        with atomic_write(self.filename, copy_existing=True) as tmp:
+        with util.atomic_write(self.filename, copy_existing=True) as tmp:
             with tables.open_file(tmp, "a") as f:
                 if self.pending:
                     if "/log" not in f:
