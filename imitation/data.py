@@ -100,7 +100,10 @@ def load_dataset(path):
 
 def subsample(data, limit_trajs, data_subsamp_freq, seed=0):
     """Training pairs from the first `limit_trajs` trajectories, every `data_subsamp_freq`
-    steps from a per-trajectory random offset in [0, freq) (drawn from `seed`).
+    steps from a per-trajectory random offset in [0, freq) drawn from
+    `np.random.RandomState(seed)`. Training runs keep seed 0 whatever their own `--seed`, as the
+    original did (4 trajectories every 20 steps: offsets 12, 15, 0, 3), so runs of one cell
+    differ in their training randomness, not in their data.
 
     Returns (obs_N_Do, a_N_Da, t_N) stacked over trajectories.
     """
@@ -113,9 +116,8 @@ def subsample(data, limit_trajs, data_subsamp_freq, seed=0):
                         f"in {data.path}")
     if data_subsamp_freq <= 0:
         raise UserError(f"--data_subsamp_freq must be positive, got {data_subsamp_freq}")
-    rng = np.random.default_rng(seed)
     lens = data.len_B[:limit_trajs]
-    offsets = rng.integers(0, data_subsamp_freq, size=limit_trajs)
+    offsets = np.random.RandomState(seed).randint(0, data_subsamp_freq, size=limit_trajs)
     b_idx, t_idx = [], []
     for b in range(limit_trajs):
         t = np.arange(min(offsets[b], lens[b] - 1), lens[b], data_subsamp_freq)

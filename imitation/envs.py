@@ -53,6 +53,13 @@ def _acrobot_v0_obs(obs_6):
                      o[..., 4], o[..., 5]], axis=-1)
 
 
+def _reacher_v1_obs(obs_10):
+    """Reacher-v5 (10 dims) -> Reacher-v1 layout (11 dims): the original also held the z of
+    fingertip minus target, always 0, as its last entry."""
+    obs = np.asarray(obs_10, dtype=np.float64)
+    return np.concatenate([obs, np.zeros(obs.shape[:-1] + (1,))], axis=-1)
+
+
 @dataclass(frozen=True)
 class ObsAdapter:
     name: str
@@ -67,6 +74,8 @@ OBS_ADAPTERS = {
                          "Ant-v5 observations in the original Ant-v1 layout (111 dims)"),
     "acrobot_v0": ObsAdapter("acrobot_v0", _acrobot_v0_obs, 6, 4,
                              "Acrobot-v1 observations as the original Acrobot-v0 angles"),
+    "reacher_v1": ObsAdapter("reacher_v1", _reacher_v1_obs, 10, 11,
+                             "Reacher-v5 observations with the original's zero z (11 dims)"),
 }
 
 # Original (gym 0.x) ids -> (Gymnasium id, make kwargs, adapter)
@@ -82,6 +91,7 @@ LEGACY_ENV_IDS = {
     "Ant-v1": ("Ant-v5", {"include_cfrc_ext_in_observation": True}, "ant_v1"),
     "Acrobot-v0": ("Acrobot-v1", {}, "acrobot_v0"),
     "InvertedPendulum-v1": ("InvertedPendulum-v5", {}, None),
+    "Reacher-v1": ("Reacher-v5", {}, "reacher_v1"),
 }
 
 

@@ -28,6 +28,7 @@ OWN_EXPERTS_DIR = os.path.join(REPO_ROOT, "expert_trajs", "policies")
 ORIGINAL_EXPERTS_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared",
                                                      "expert_policies"))
 PHASES = ("0_sampletrajs", "1_train", "2_eval", "3_report")
+SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 # ------------------------------------------------------------------------------------ spec
@@ -173,10 +174,14 @@ def run_train_job(job):
     cmd = [sys.executable, os.path.join(REPO_ROOT, "scripts", "imitate_mj.py")] + job["args"]
     t0 = time.time()
 
+    # One BLAS thread per job: jobs already fill the cores, and OpenBLAS threads spinning
+    # against another job's slow both down several times.
+    env = dict(os.environ, **SINGLE_THREAD_ENV)
+
     def run(extra, mode):
         with open(log + ".out", mode) as out:
             return subprocess.call(cmd + extra, stdout=out, stderr=subprocess.STDOUT,
-                                   cwd=REPO_ROOT)
+                                   cwd=REPO_ROOT, env=env)
 
     rc = None
     if os.path.exists(log):

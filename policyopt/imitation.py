@@ -286,8 +286,8 @@ class LinearReward(nn.Model):
 class BehavioralCloningOptimizer:
     """Supervised learning of the policy on expert pairs: 70/30 train/validation split,
     Adam (lr 1e-3) on -mean log pi(a|s) over minibatches of 128. Every `eval_freq` steps:
-    validation loss, validation accuracy (discrete actions: argmax = expert action), and
-    rollouts for the true return."""
+    validation loss, validation accuracy (as the original: -NLL for discrete actions, -squared
+    error of the mean action for continuous ones), and rollouts for the true return."""
 
     def __init__(self, mdp, policy, lr, batch_size, obsfeat_fn, ex_obs, ex_a, eval_sim_cfg,
                  eval_freq, train_frac, rng):
@@ -313,16 +313,20 @@ class BehavioralCloningOptimizer:
         return loss
 
     def validation(self):
-        """(validation loss, validation accuracy) on the held-out pairs."""
+        """(validation loss, validation accuracy) on the held-out pairs, with the original's
+        accuracy: discrete actions -(validation NLL); continuous actions minus the mean over
+        pairs of sum_d (mean action - expert action)^2. The pipeline evaluates the snapshot
+        where it is highest."""
         if len(self.val_obs) == 0:
             return np.nan, np.nan
         loss = self.policy._compute_bclone_loss(np.asarray(self.val_obs, dtype=floatX),
                                                 self.policy._cast_actions(self.val_a))
         if isinstance(self.policy.action_space, FiniteSpace):
-            pred = self.policy.sample_actions(self.val_obs, self.rng, deterministic=True)[0]
-            acc = float(np.mean(pred[:, 0] == np.asarray(self.val_a).reshape(-1)))
+            acc = -float(loss)
         else:
-            acc = np.nan
+            Da = self.policy.action_space.dim
+            means_B_Da = self.policy.compute_actiondist_params(self.val_obs)[:, :Da]
+            acc = -float(np.mean(np.sum(np.square(means_B_Da - self.val_a), axis=1)))
         return loss, acc
 
     def evaluate(self, deterministic=True):

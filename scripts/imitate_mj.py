@@ -133,8 +133,8 @@ def main(argv=None):
     args.num_workers = mdp.num_workers  # recorded resolved: a resume samples the same way
     try:
         check_fits_mdp(data, mdp)
-        ex_obs, ex_a, ex_t = subsample(data, args.limit_trajs, args.data_subsamp_freq,
-                                       seed=args.seed)
+        # offsets from RandomState(0) whatever --seed is, as the original
+        ex_obs, ex_a, ex_t = subsample(data, args.limit_trajs, args.data_subsamp_freq)
         print(f"{args.mode} on {mdp.spec.gym_id}: {args.limit_trajs or data.num_trajs} expert "
               f"trajectories (return {data.returns_B[:args.limit_trajs].mean():.2f}), "
               f"{len(ex_obs)} pairs after subsampling every {args.data_subsamp_freq}; "

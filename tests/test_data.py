@@ -1,5 +1,6 @@
 """imitation.data: the expert dataset file (SPEC section 6), subsampling, and its input errors."""
 import json
+import os
 
 import h5py
 import numpy as np
@@ -9,6 +10,8 @@ from imitation.cli import UserError
 from imitation.data import check_fits_mdp, load_dataset, subsample, write_dataset
 from imitation.envs import NO_TIME_LIMIT
 from policyopt import TrajBatch, Trajectory
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _batch(lengths, Do=4, discrete=True, Da=2, n_actions=2, seed=0):
@@ -151,6 +154,57 @@ def test_subsample_deterministic_for_a_seed(tmp_path):
     np.testing.assert_array_equal(t1, t2)
     offsets = [subsample(data, 8, 10, seed=s)[2][:1] for s in range(6)]
     assert len({float(x[0]) for x in offsets}) > 1  # the seed matters
+
+
+def test_subsample_offsets_are_the_originals(tmp_path):
+    """The original drew offsets from RandomState(0): 4 trajectories every 20 steps start at
+    12, 15, 0, 3 (SPEC section 7), and a longer prefix keeps those first four."""
+    path = tmp_path / "d.h5"
+    _write(path, lengths=(100,) * 25)
+    data = load_dataset(str(path))
+    for n in (4, 25):
+        obs, _, t = subsample(data, n, 20)
+        b_N = obs[:, 0].astype(int)
+        firsts = [t[b_N == b].min() for b in range(4)]
+        assert firsts == [12, 15, 0, 3]
+
+
+def test_imitate_uses_the_same_expert_pairs_for_every_seed(tmp_path):
+    """--seed changes the training randomness, not the expert pairs. Behavioural cloning sets
+    the policy's standardizer from the subsampled pairs and never updates it, so its statistics
+    are the same for seeds 0 and 3 while the initial weights differ."""
+    import subprocess
+    import sys
+
+    saved = []
+    for seed in (0, 3):
+        log = tmp_path / f"s{seed}.h5"
+        res = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "imitate_mj.py"),
+                              "--mode", "bclone", "--data",
+                              os.path.join(REPO, "expert_trajs", "cartpole.h5"), "--limit_trajs",
+                              "4", "--data_subsamp_freq", "20", "--max_iter", "1",
+                              "--bclone_eval_ntrajs", "1", "--tiny_policy", "--num_workers", "0",
+                              "--seed", str(seed), "--log", str(log)],
+                             capture_output=True, text=True, cwd=REPO)
+        assert res.returncode == 0, res.stderr
+        with h5py.File(log, "r") as f:
+            snap = f["snapshots"][sorted(f["snapshots"])[-1]]["GibbsPolicy"]
+            saved.append((dict(_datasets_under(snap, "obsnorm")),
+                          dict(_datasets_under(snap, "hidden"))))
+    (norm0, w0), (norm3, w3) = saved
+    assert len(norm0) == 3 and norm0.keys() == norm3.keys()
+    assert norm0["obsnorm/Standardizer/count"] == 4 * 200 // 20  # 4 full-length trajectories
+    for k in norm0:
+        np.testing.assert_array_equal(norm0[k], norm3[k])
+    assert not np.allclose(w0["hidden/FeedforwardNet/layer_0/AffineLayer/W"],
+                           w3["hidden/FeedforwardNet/layer_0/AffineLayer/W"])
+
+
+def _datasets_under(group, word):
+    found = []
+    group.visititems(lambda name, obj: found.append((name, obj[()]))
+                     if isinstance(obj, h5py.Dataset) and word in name else None)
+    return found
 
 
 def test_subsample_all_trajectories_by_default(tmp_path):

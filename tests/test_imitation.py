@@ -479,6 +479,7 @@ def _bclone(path, mdp, freq, steps):
     assert len(np.unique(np.concatenate([opt.train_obs, opt.val_obs]), axis=0)) == n
     valloss0, valacc0 = opt.validation()
     np.testing.assert_allclose(valloss0, np.log(2), rtol=1e-6)  # output layer W = 0: uniform
+    assert valacc0 == -valloss0  # the original's accuracy for discrete actions: -NLL
     losses = [opt.step() for _ in range(steps)]
     assert opt.total_steps == steps
     valloss, valacc = opt.validation()
@@ -490,21 +491,45 @@ def _bclone(path, mdp, freq, steps):
     assert fields["iter"] == steps
     assert np.isclose(fields["valloss"], valloss) and np.isclose(fields["valacc"], valacc)
     assert fields["trueret"] > 0
-    return valacc, fields
+    pred = policy.sample_actions(opt.val_obs, rng, deterministic=True)[0][:, 0]
+    return float(np.mean(pred == opt.val_a[:, 0])), fields
 
 
 @pytest.mark.parametrize("freq", [1, 5])
 def test_bclone_optimizer_cartpole_deterministic_expert(cartpole_expert_data_deterministic,
                                                         cartpole_mdp, freq):
-    valacc, fields = _bclone(cartpole_expert_data_deterministic, cartpole_mdp, freq, 600)
-    assert valacc > 0.8, valacc
+    argmax_acc, fields = _bclone(cartpole_expert_data_deterministic, cartpole_mdp, freq, 600)
+    assert argmax_acc > 0.8, argmax_acc
 
 
 def test_bclone_optimizer_cartpole_stochastic_expert(cartpole_expert_data, cartpole_mdp):
     """The paper's datasets come from the stochastic expert, whose argmax matches its own
     sampled actions only ~80% of the time on CartPole: that is the accuracy ceiling here."""
-    valacc, fields = _bclone(cartpole_expert_data, cartpole_mdp, 1, 300)
-    assert valacc > 0.7, valacc
+    argmax_acc, fields = _bclone(cartpole_expert_data, cartpole_mdp, 1, 300)
+    assert argmax_acc > 0.7, argmax_acc
+
+
+def test_bclone_validation_accuracy_continuous_is_minus_squared_error_of_the_mean():
+    """The original's valacc for continuous actions: -mean over validation pairs of
+    sum_d (mean action - expert action)^2. At initialisation the output layer is zero, so the
+    mean action is 0 and valacc is -mean sum_d a^2; after training it tracks the mean action
+    the policy acts with deterministically, and rises."""
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(400, 3))
+    acts = np.tanh(obs @ rng.normal(size=(3, 2))) + 0.5
+    policy = rl.GaussianPolicy(TINY, ContinuousSpace(3), ContinuousSpace(2))
+    opt = imitation.BehavioralCloningOptimizer(
+        None, policy, lr=1e-2, batch_size=64, obsfeat_fn=None, ex_obs=obs, ex_a=acts,
+        eval_sim_cfg=None, eval_freq=100, train_frac=0.7, rng=np.random.default_rng(1))
+    _, acc0 = opt.validation()
+    np.testing.assert_allclose(acc0, -np.mean(np.sum(opt.val_a ** 2, axis=1)), rtol=1e-12)
+    for _ in range(300):
+        opt.step()
+    _, acc = opt.validation()
+    mean_B_Da = policy.sample_actions(opt.val_obs, rng, deterministic=True)[0]
+    np.testing.assert_allclose(acc, -np.mean(np.sum((mean_B_Da - opt.val_a) ** 2, axis=1)),
+                               rtol=1e-10)
+    assert acc > 0.2 * acc0  # the error of the mean action fell by more than 5x
 
 
 def test_imitate_bclone_end_to_end(cartpole_expert_data, tmp_path):
@@ -518,7 +543,8 @@ def test_imitate_bclone_end_to_end(cartpole_expert_data, tmp_path):
         assert k in cols
     # one row after the first Adam step, then every eval_freq steps; iter = Adam steps done
     assert rows["iter"].tolist() == [1, 1001, 2001]
-    assert np.all(np.isfinite(rows["valloss"])) and np.all(rows["valacc"] >= 0)
+    assert np.all(np.isfinite(rows["valloss"]))
+    np.testing.assert_allclose(rows["valacc"], -rows["valloss"])  # discrete: -NLL
     with h5py.File(str(log), "r") as f:
         snaps = sorted(f["snapshots"].keys())
         assert list(f["snapshots/" + snaps[-1]].keys()) == ["GibbsPolicy"]
