@@ -28,6 +28,11 @@ OWN_EXPERTS_DIR = os.path.join(REPO_ROOT, "expert_trajs", "policies")
 ORIGINAL_EXPERTS_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared",
                                                      "expert_policies"))
 PHASES = ("0_sampletrajs", "1_train", "2_eval", "3_report")
+# 2_eval's table: the published tables' columns, then the evaluated snapshot and the stochastic
+# evaluation the published protocol did not make.
+RESULT_COLUMNS = ["task", "alg", "num_trajs", "run", "alg_traj_returns", "alg_traj_lengths",
+                  "ex_traj_returns", "ex_traj_lengths", "snapshot",
+                  "alg_traj_returns_stochastic", "alg_traj_lengths_stochastic"]
 SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -58,6 +63,11 @@ class Spec:
     job_num_workers: int = 1      # sampling processes inside each training job
     path: str = ""
     extra: dict = field(default_factory=dict)
+    runs_by_alg: dict = field(default_factory=dict)  # algorithm -> runs, overriding `runs`
+
+    def runs_of(self, alg):
+        """Runs per task x dataset size for one algorithm."""
+        return self.runs_by_alg.get(alg, self.runs)
 
 
 def resolve_spec_path(spec):
@@ -95,7 +105,11 @@ def load_spec(spec):
                     eval_num_trajs=int(raw.get("evaluation", {}).get("num_trajs", 50)),
                     deterministic_expert=bool(ds.get("deterministic_expert", False)),
                     full_length_only=bool(ds.get("full_length_only", False)),
-                    job_num_workers=int(tr.get("job_num_workers", 1)), path=path)
+                    job_num_workers=int(tr.get("job_num_workers", 1)), path=path,
+                    runs_by_alg={a: int(r) for a, r in (tr.get("runs_by_alg") or {}).items()})
+        unknown = set(spec.runs_by_alg) - set(algs)
+        if unknown:
+            raise UserError(f"{path}: runs_by_alg names unknown algorithms {sorted(unknown)}")
     except KeyError as e:
         raise UserError(f"{path}: missing key {e}")
     except (TypeError, ValueError, AttributeError) as e:
@@ -196,9 +210,10 @@ def run_train_job(job):
 
 
 def select_snapshot(log):
-    """(snapshot key, deterministic): bclone -> the evaluation with the best validation
-    accuracy (lowest validation loss when accuracy is undefined), acting deterministically;
-    the other algorithms -> the last snapshot, stochastic."""
+    """(snapshot key, run args): the snapshot the original protocol evaluates. Behavioural
+    cloning: the evaluation with the highest `valacc` (the lowest `valloss` where no accuracy
+    was logged); every other algorithm: the last snapshot."""
+    import h5py
     import tables
 
     with tables.open_file(log, "r") as f:
@@ -210,44 +225,81 @@ def select_snapshot(log):
             best = int(np.nanargmin(rows["valloss"]))
         else:
             best = int(np.nanargmax(acc))
-        return "snapshots/iter%07d" % rows["iter"][best], True, args
-    import h5py
-
+        return "snapshots/iter%07d" % rows["iter"][best], args
     with h5py.File(log, "r") as f:
         last = sorted(f["snapshots"].keys())[-1]
-    return "snapshots/" + last, False, args
+    return "snapshots/" + last, args
+
+
+# Bumped when what an evaluation measures changes, so that older cached evaluations are redone.
+EVAL_PROTOCOL = "deterministic+stochastic-1"
+
+
+def eval_identity(job):
+    """What an evaluation depends on: the log file (its size and modification time), the
+    number of episodes, the seed and the protocol version."""
+    if job.get("random"):
+        return dict(protocol=EVAL_PROTOCOL, env=job["env"], num_trajs=job["num_trajs"],
+                    seed=job["seed"])
+    st = os.stat(job["log"])
+    return dict(protocol=EVAL_PROTOCOL, log=os.path.abspath(job["log"]), size=st.st_size,
+                mtime_ns=st.st_mtime_ns, num_trajs=job["num_trajs"], seed=job["seed"])
+
+
+def cached_eval(job):
+    """The stored result of this evaluation job, or None when it has to be (re)done."""
+    try:
+        with open(job["cache"]) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return saved if saved.get("identity") == eval_identity(job) else None
 
 
 def run_eval_job(job):
-    """Evaluate one trained policy (or, with job['random'], a random policy): returns and
-    lengths of job['num_trajs'] trajectories."""
-    from imitation.envs import GymMDP
-    from policyopt import SimConfig
+    """Evaluate one policy as the original did: `num_trajs` episodes acting deterministically
+    (the mean action; argmax for discrete actions), then as many acting stochastically, an
+    extra column. A trained policy's evaluated snapshot is also exported to job['policy_out'].
+    With job['random'], a uniformly random policy instead. The result is stored as JSON in
+    job['cache'] (so a re-run skips it) and returned."""
+    from policyopt.util import atomic_write
 
-    rng = np.random.default_rng(job["seed"])
     if job.get("random"):
         from imitation.envs import sample_random_returns
 
         rets, lens = sample_random_returns(job["env"], job.get("obs_adapter"), job["num_trajs"],
                                            job["seed"])
-        return dict(job, alg_traj_returns=rets, alg_traj_lengths=lens)
-    from imitation.data import load_dataset
-    from imitation.snapshots import load_policy
+        res = dict(alg_traj_returns=rets.tolist(), alg_traj_lengths=lens.tolist())
+    else:
+        from imitation.envs import GymMDP
+        from imitation.snapshots import export_policy, load_policy
+        from policyopt import SimConfig
 
-    key, deterministic, args = select_snapshot(job["log"])
-    policy, _, _ = load_policy(f"{job['log']}/{key}")
-    # in-process sampling: dask worker processes are daemons and cannot fork
-    mdp = GymMDP(args["env_name"], obs_adapter=args.get("obs_adapter"), num_workers=0)
-    try:
-        batch = mdp.sim_mp(policy, None, SimConfig(min_num_trajs=job["num_trajs"]), rng,
-                           deterministic=deterministic)
-    finally:
-        mdp.close()
-    data = load_dataset(job["data"])
-    n = job["num_trajs_data"]
-    return dict(job, snapshot=key, deterministic=deterministic,
-                alg_traj_returns=batch.returns, alg_traj_lengths=batch.obs.lengths,
-                ex_traj_returns=data.returns_B[:n], ex_traj_lengths=data.len_B[:n])
+        key, args = select_snapshot(job["log"])
+        policy, _, _ = load_policy(f"{job['log']}/{key}")
+        # in-process sampling: dask worker processes are daemons and cannot fork
+        mdp = GymMDP(args["env_name"], obs_adapter=args.get("obs_adapter"), num_workers=0)
+        cfg = SimConfig(min_num_trajs=job["num_trajs"])
+        try:
+            det = mdp.sim_mp(policy, None, cfg, np.random.default_rng(job["seed"]),
+                             deterministic=True)
+            sto = mdp.sim_mp(policy, None, cfg, np.random.default_rng(job["seed"] + 1),
+                             deterministic=False)
+        finally:
+            mdp.close()
+        os.makedirs(os.path.dirname(job["policy_out"]), exist_ok=True)
+        export_policy(f"{job['log']}/{key}", job["policy_out"],
+                      extra_attrs=dict(evaluated_as=EVAL_PROTOCOL))
+        res = dict(snapshot=key, alg_traj_returns=det.returns.tolist(),
+                   alg_traj_lengths=det.obs.lengths.tolist(),
+                   alg_traj_returns_stochastic=sto.returns.tolist(),
+                   alg_traj_lengths_stochastic=sto.obs.lengths.tolist())
+    res["identity"] = eval_identity(job)
+    os.makedirs(os.path.dirname(job["cache"]), exist_ok=True)
+    with atomic_write(job["cache"]) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(res, f)
+    return res
 
 
 # ------------------------------------------------------------------------------- pipeline
@@ -261,6 +313,7 @@ class Pipeline:
         self.spec, self.out_dir, self.published = spec, out_dir, published
         self.client_kwargs = client_kwargs or {}
         self._client = None
+        self._datasets = {}
         self.tasks = [t for t in spec.tasks if not tasks or t.name in tasks]
         if tasks and len(self.tasks) != len(set(tasks)):
             raise UserError(f"--tasks: unknown task in {tasks} (spec has "
@@ -360,7 +413,7 @@ class Pipeline:
                 raise UserError(f"{data} is missing: run phase 0_sampletrajs first")
             for alg, alg_args in self.algs.items():
                 for n in self.spec.num_trajs:
-                    for run in range(self.spec.runs):
+                    for run in range(self.spec.runs_of(alg)):
                         log = self.log_path(task, alg, n, run)
                         args = list(alg_args) + [
                             "--data", data, "--limit_trajs", str(n),
@@ -389,44 +442,68 @@ class Pipeline:
             raise UserError(f"{len(failed)} of {len(todo)} training jobs failed")
         return results
 
-    def evaluate(self):
-        """Phase 2: the results table (published columns) in results.h5, plus random-policy
-        returns per task."""
+    def eval_cache_path(self, task, alg, n, run):
+        return os.path.join(self.out_dir, "evals", task, f"{alg}_n{n}_run{run}.json")
+
+    def policy_path(self, task, alg, n, run):
+        """Where 2_eval exports the evaluated snapshot of a run (one small HDF5 file)."""
+        return os.path.join(self.out_dir, "policies", f"{alg}_{task}_n{n}_run{run}.h5")
+
+    def evaluate(self, partial=False):
+        """Phase 2: every trained policy over `eval_num_trajs` episodes, deterministic (the
+        published protocol) and stochastic (an extra column), plus a random policy per task.
+        Evaluations whose log, settings and protocol are unchanged are not redone. With
+        `partial`, runs not finished yet are left out instead of stopping the phase. Writes
+        the results table (published columns first) to results.h5."""
         import pandas as pd
 
         jobs, missing = [], []
         for task in self.tasks:
             for alg in self.algs:
                 for n in self.spec.num_trajs:
-                    for run in range(self.spec.runs):
+                    for run in range(self.spec.runs_of(alg)):
                         log = self.log_path(task, alg, n, run)
                         if not log_is_finished(log):
                             missing.append(log)
                             continue
-                        jobs.append(dict(task=task.name, alg=alg, num_trajs=n, run=run, log=log,
-                                         data=self.data_path(task), num_trajs_data=n,
-                                         num_trajs_eval=self.spec.eval_num_trajs,
-                                         seed=10_000 + run))
-        if missing:
+                        jobs.append(dict(task=task.name, alg=alg, num_trajs_data=n, run=run,
+                                         log=log, num_trajs=self.spec.eval_num_trajs,
+                                         seed=10_000 + run,
+                                         cache=self.eval_cache_path(task.name, alg, n, run),
+                                         policy_out=self.policy_path(task.name, alg, n, run)))
+        if missing and not partial:
             raise UserError(f"{len(missing)} training logs are missing or unfinished (e.g. "
-                            f"{missing[0]}): run phase 1_train first")
-        for j in jobs:
-            j["num_trajs"], j["num_trajs_data"] = j["num_trajs_eval"], j["num_trajs"]
-        rnd_jobs = []
+                            f"{missing[0]}): run phase 1_train first, or pass --partial to "
+                            "evaluate the finished ones")
+        if missing:
+            print(f"2_eval: leaving out {len(missing)} unfinished runs", file=sys.stderr)
         for task in self.tasks:
             _, env = self.expert_of(task)
-            rnd_jobs.append(dict(task=task.name, random=True, env=env,
-                                 num_trajs=self.spec.eval_num_trajs, seed=20_000))
-        res = run_jobs(run_eval_job, jobs + rnd_jobs, self.client, "2_eval")
-        rows = [dict(task=r["task"], alg=r["alg"], num_trajs=r["num_trajs_data"], run=r["run"],
-                     alg_traj_returns=np.asarray(r["alg_traj_returns"]),
-                     alg_traj_lengths=np.asarray(r["alg_traj_lengths"]),
-                     ex_traj_returns=np.asarray(r["ex_traj_returns"]),
-                     ex_traj_lengths=np.asarray(r["ex_traj_lengths"]))
-                for r in res if not r.get("random")]
-        results = pd.DataFrame(rows, columns=["task", "alg", "num_trajs", "run",
-                                              "alg_traj_returns", "alg_traj_lengths",
-                                              "ex_traj_returns", "ex_traj_lengths"])
+            jobs.append(dict(task=task.name, random=True, env=env,
+                             num_trajs=self.spec.eval_num_trajs, seed=20_000,
+                             cache=os.path.join(self.out_dir, "evals", task.name,
+                                                "random.json")))
+        cached = [cached_eval(j) for j in jobs]
+        todo = [j for j, c in zip(jobs, cached) if c is None]
+        print(f"2_eval: {len(jobs)} policies, {len(jobs) - len(todo)} already evaluated",
+              file=sys.stderr)
+        fresh = iter(run_jobs(run_eval_job, todo, self.client, "2_eval"))
+        res = [dict(j, **(c if c is not None else next(fresh))) for j, c in zip(jobs, cached)]
+        rows = []
+        for r in res:
+            if r.get("random"):
+                continue
+            ex_rets, ex_lens = self.expert_returns(r["task"], r["num_trajs_data"])
+            rows.append(dict(task=r["task"], alg=r["alg"], num_trajs=r["num_trajs_data"],
+                             run=r["run"], alg_traj_returns=np.asarray(r["alg_traj_returns"]),
+                             alg_traj_lengths=np.asarray(r["alg_traj_lengths"]),
+                             ex_traj_returns=ex_rets, ex_traj_lengths=ex_lens,
+                             snapshot=r["snapshot"],
+                             alg_traj_returns_stochastic=np.asarray(
+                                 r["alg_traj_returns_stochastic"]),
+                             alg_traj_lengths_stochastic=np.asarray(
+                                 r["alg_traj_lengths_stochastic"])))
+        results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
         random = pd.DataFrame([dict(task=r["task"],
                                     return_mean=float(np.mean(r["alg_traj_returns"])),
                                     return_std=float(np.std(r["alg_traj_returns"])))
@@ -442,6 +519,16 @@ class Pipeline:
                 random.to_hdf(tmp, key="random", mode="a")
         return results, random
 
+    def expert_returns(self, task_name, n):
+        """Returns and lengths of the first n trajectories of a task's expert dataset."""
+        from imitation.data import load_dataset
+
+        if task_name not in self._datasets:
+            task = next(t for t in self.tasks if t.name == task_name)
+            self._datasets[task_name] = load_dataset(self.data_path(task))
+        data = self._datasets[task_name]
+        return data.returns_B[:n], data.len_B[:n]
+
     def report(self):
         """Phase 3: print the comparison with the published results, write report.txt and
         figure.png."""
@@ -456,12 +543,15 @@ class Pipeline:
         table = pub.compare(results, pub.load_published(self.published),
                             dict(zip(random["task"], random["return_mean"])))
         text = pub.format_table(table)
-        ga = table[(table["alg"] == "ga") & table["pub_mean"].notna()]
-        summary = (f"GAIL within the published spread on {int(ga['within'].sum())} of "
-                   f"{len(ga)} task x size cells (mean +/- 2 std of the published runs, or 5% "
-                   f"of the expert-random range)")
         rnd = ", ".join(f"{t} {m:.1f}" for t, m in zip(random["task"], random["return_mean"]))
-        out = f"{text}\n\n{summary}\nrandom policy: {rnd}\n"
+        lines = [text, "", f"Evaluation as published: {self.spec.eval_num_trajs} episodes per "
+                 "run acting deterministically (mean action / argmax); 'stochastic' samples "
+                 "actions instead. Behavioural cloning: the snapshot with the best validation "
+                 "accuracy; the others: the last.", ""] + pub.summarize_checks(table)
+        qual = pub.qualitative_findings(table)
+        if qual:
+            lines += ["", "The paper's qualitative result (smallest dataset):"] + qual
+        out = "\n".join(lines) + f"\nrandom policy: {rnd}\n"
         print(out)
         with open(os.path.join(self.out_dir, "report.txt"), "w") as f:
             f.write(out)

@@ -3,7 +3,8 @@
 
     python scripts/im_pipeline.py classic 0_sampletrajs     # expert datasets
     python scripts/im_pipeline.py classic 1_train           # every task x alg x size x run
-    python scripts/im_pipeline.py classic 2_eval            # 50 trajectories per policy
+    python scripts/im_pipeline.py classic 2_eval            # 50 episodes per policy, acting
+                                                            # deterministically (and stochastically)
     python scripts/im_pipeline.py classic 3_report          # beside the published results
     python scripts/im_pipeline.py classic all               # all four in order
 
@@ -38,13 +39,17 @@ def build_parser():
     p.add_argument("--tasks", default=None, help="comma-separated subset of the spec's tasks")
     p.add_argument("--algs", default=None, help="comma-separated subset of the algorithms")
     p.add_argument("--runs", type=cli.positive_int, default=None,
-                   help="override the spec's runs per setting")
+                   help="runs per setting for every algorithm (default: the spec's runs and "
+                        "runs_by_alg)")
     p.add_argument("--num_trajs", default=None,
                    help="comma-separated subset of the spec's dataset sizes")
     p.add_argument("--full_length_only", action="store_true",
                    help="0_sampletrajs keeps only expert trajectories that reach the time limit "
                         "(the spec's datasets.full_length_only): the original MuJoCo experts "
                         "fall in some episodes on the v5 environments; use its own --out")
+    p.add_argument("--partial", action="store_true",
+                   help="2_eval: evaluate the finished runs and leave out the unfinished ones "
+                        "(default: stop when any run is unfinished)")
     g = p.add_argument_group("execution (dask.distributed)")
     g.add_argument("--scheduler", default=None, help="address of a running dask scheduler")
     g.add_argument("--n_workers", type=cli.positive_int, default=None,
@@ -65,7 +70,7 @@ def main(argv=None):
 
     spec = load_spec(args.spec)
     if args.runs:
-        spec.runs = args.runs
+        spec.runs, spec.runs_by_alg = args.runs, {}
     if args.num_trajs:
         try:
             sizes = [int(n) for n in args.num_trajs.split(",")]
@@ -93,7 +98,8 @@ def main(argv=None):
         for phase in phases:
             print(f"=== {phase} ({spec.suite}, experts: {args.experts}) -> {out}", flush=True)
             {"0_sampletrajs": pipe.sample_trajs, "1_train": pipe.train,
-             "2_eval": pipe.evaluate, "3_report": pipe.report}[phase]()
+             "2_eval": lambda: pipe.evaluate(partial=args.partial),
+             "3_report": pipe.report}[phase]()
     finally:
         pipe.close()
 

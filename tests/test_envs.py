@@ -41,6 +41,24 @@ def test_legacy_acrobot_resolves_to_v1_with_adapter():
     assert spec.adapter is OBS_ADAPTERS["acrobot_v0"]
 
 
+def test_legacy_reacher_appends_the_originals_zero_z():
+    """Reacher-v1 observed fingertip minus target in 3D, its z always 0; Reacher-v5 drops it."""
+    spec = resolve_env("Reacher-v1")
+    assert spec.gym_id == "Reacher-v5" and spec.adapter is OBS_ADAPTERS["reacher_v1"]
+    env = spec.make()
+    try:
+        raw, _ = env.reset(seed=0)
+    finally:
+        env.close()
+    assert raw.shape == (10,)
+    out = spec.adapt(raw)
+    assert out.shape == (11,)
+    np.testing.assert_array_equal(out[:10], raw)
+    assert out[10] == 0.
+    x = np.arange(20.).reshape(2, 10)
+    np.testing.assert_array_equal(OBS_ADAPTERS["reacher_v1"].fn(x), np.c_[x, np.zeros(2)])
+
+
 @pytest.mark.parametrize("legacy,gym_id", [("Hopper-v1", "Hopper-v5"),
                                            ("HalfCheetah-v0", "HalfCheetah-v5"),
                                            ("Walker2d", "Walker2d-v5"),

@@ -552,6 +552,10 @@ def test_imitate_bclone_end_to_end(cartpole_expert_data, tmp_path):
     # validation accuracy names its snapshot
     assert snaps == ["iter%07d" % i for i in rows["iter"]]
     assert snaps == ["iter0000001", "iter0001001", "iter0002001"]
+    from imitation.pipeline import select_snapshot
+
+    key, _ = select_snapshot(str(log))       # what the pipeline evaluates: the best valacc
+    assert key == "snapshots/" + snaps[int(np.argmax(rows["valacc"]))]
     from imitation.snapshots import load_policy
 
     params = []

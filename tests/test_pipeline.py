@@ -38,6 +38,16 @@ def test_specs_follow_the_protocol():
     assert {t.name: t.expert.split("/snapshots/")[1] for t in mujoco.tasks}["walker"] == \
         "iter0000480"
     assert load_spec("smoke").eval_num_trajs == 5
+    assert mujoco.full_length_only and mujoco.runs_of("ga") == 3
+    reacher = load_spec("reacher")
+    assert reacher.num_trajs == [4, 11, 18] and reacher.full_num_trajs == 18
+    assert reacher.tasks[0].env == "Reacher-v1" and reacher.tasks[0].data_subsamp_freq == 1
+    ent = {a: args[args.index("--policy_ent_reg") + 1] for a, args in reacher.algorithms.items()
+           if a != "bclone"}
+    assert ent == {"ga_entreg0": "0", "ga_entreg-1": "0.1", "ga_entreg-2": "0.01",
+                   "ga_entreg-3": "0.001"}
+    assert all("201" in a and "50000" in a for n, a in reacher.algorithms.items() if n != "bclone")
+    assert "10001" in reacher.algorithms["bclone"] and "500" in reacher.algorithms["bclone"]
 
 
 def test_bad_specs(tmp_path):
@@ -75,12 +85,79 @@ def test_compare_normalizes_and_checks_the_published_spread():
     assert not bool(table.iloc[0].within)
     text = pub.format_table(table)
     assert "NO" in text
-    assert text.splitlines()[2].split()[-2] == "0.825"    # ours / published: 80 / 97
+    assert text.splitlines()[2].split()[-3] == "0.825"    # ours / published: 80 / 97
+    assert text.splitlines()[2].split()[-2:] == ["spread", "NO"]
     # a cell the paper did not run (another dataset size): dashes, no ratio or verdict
     table = pub.compare(results.assign(num_trajs=4), published, {"t": 0.})
     assert np.isnan(table.iloc[0].pub_mean)
-    assert pub.format_table(table).splitlines()[2].split()[-5:] == ["-", "0.920", "nan", "-",
+    assert pub.format_table(table).splitlines()[2].split()[-5:] == ["0.920", "nan", "-", "-",
                                                                    "-"]
+
+
+def _results(means, task="t", alg="ga", n=4):
+    return pd.DataFrame([
+        dict(task=task, alg=alg, num_trajs=n, run=r, alg_traj_returns=np.full(3, v),
+             alg_traj_lengths=np.ones(3), ex_traj_returns=np.full(2, 100.),
+             ex_traj_lengths=np.ones(2), alg_traj_returns_stochastic=np.full(3, v - 10.))
+        for r, v in enumerate(means)])
+
+
+def test_compare_with_a_single_published_run_asks_whether_it_lies_inside_our_range():
+    """MuJoCo: the paper has one run per cell, so the check is whether that value lies inside
+    the range of our runs' means, with our mean / published beside it."""
+    results = _results([80., 90., 100.])
+    for published, inside in ((95., True), (100., True), (105., False), (79., False)):
+        p = pd.DataFrame([dict(task="t", alg="ga", num_trajs=4, run=0,
+                               alg_return_mean=published, expert_return_mean=100.)])
+        row = pub.compare(results, p, {"t": 0.}).iloc[0]
+        assert row.test == "range" and bool(row.within) is inside, published
+        assert row.ratio_to_pub == pytest.approx(90. / published)
+        assert row.ours_stoch_mean == pytest.approx(80.)
+        assert (row.ours_min, row.ours_max, row.ours_runs) == (80., 100., 3)
+    lines = pub.summarize_checks(pub.compare(results, p, {"t": 0.}))
+    assert lines[0].startswith("test 'range'") and lines[1] == \
+        "  GAIL: 0 of 1 cells; ours / published 1.14-1.14"
+
+
+def test_run_statistics_against_hand_computed_values():
+    from imitation.published import run_statistics
+
+    st = run_statistics(np.arange(1., 9.))           # 1..8
+    assert st["mean"] == 4.5 and st["std"] == pytest.approx(np.std(np.arange(1., 9.)))
+    assert st["iqm"] == pytest.approx(np.mean([3, 4, 5, 6]))  # middle half
+    assert st["ci_low"] < 4.5 < st["ci_high"]
+    # the bootstrap CI of a mean is close to mean +/- 1.96 standard errors for many runs
+    x = np.random.default_rng(0).normal(10., 2., size=200)
+    st = run_statistics(x)
+    se = x.std(ddof=1) / np.sqrt(len(x))
+    assert st["ci_low"] == pytest.approx(x.mean() - 1.96 * se, abs=0.1 * se * 1.96)
+    assert st["ci_high"] == pytest.approx(x.mean() + 1.96 * se, abs=0.1 * se * 1.96)
+    one = run_statistics([5.])
+    assert np.isnan(one["ci_low"]) and np.isnan(one["iqm"]) and one["std"] == 0
+    assert np.isnan(run_statistics([1., 2., 3.])["iqm"])    # IQM from 4 runs up
+    same = run_statistics([7., 7.])
+    assert same["ci_low"] == same["ci_high"] == 7.
+
+
+def test_qualitative_findings_compare_gail_with_the_baselines():
+    results = pd.concat([_results([90.], alg="ga"), _results([40.], alg="bclone"),
+                         _results([95.], alg="fem")])
+    table = pub.compare(results, pd.DataFrame(columns=["task", "alg", "num_trajs", "run",
+                                                       "alg_return_mean",
+                                                       "expert_return_mean"]), {"t": 0.})
+    (line,) = pub.qualitative_findings(table)
+    assert "GAIL 0.90 vs behavioural cloning 0.40 (GAIL above)" in line
+    assert "FEM 0.95 (NOT below GAIL)" in line
+
+
+def test_runs_by_alg(tmp_path):
+    spec = load_spec("classic")
+    assert spec.runs_of("ga") == 3 and spec.runs_of("bclone") == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(open(os.path.join(REPO, "imitation", "pipelines", "smoke.yaml")).read()
+                   .replace("  runs: 1\n", "  runs: 1\n  runs_by_alg: {gail: 2}\n"))
+    with pytest.raises(UserError, match="runs_by_alg names unknown algorithms"):
+        load_spec(str(bad))
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED, "expert_policies")),
@@ -115,18 +192,48 @@ def test_smoke_pipeline_through_a_dask_scheduler(tmp_path):
         # a finished phase is skipped when run again
         res = pipeline("1_train")
         assert "8 jobs, 8 already finished" in res.stderr
-        pipeline("2_eval")
+        res = pipeline("2_eval")
+        assert "9 policies, 0 already evaluated" in res.stderr   # 8 runs + the random policy
         results = pd.read_hdf(out / "results.h5", "results")
         assert list(results.columns) == ["task", "alg", "num_trajs", "run", "alg_traj_returns",
                                          "alg_traj_lengths", "ex_traj_returns",
-                                         "ex_traj_lengths"]
+                                         "ex_traj_lengths", "snapshot",
+                                         "alg_traj_returns_stochastic",
+                                         "alg_traj_lengths_stochastic"]
         assert len(results) == 8
         assert all(len(r) == 5 for r in results["alg_traj_returns"])
+        assert all(len(r) == 5 for r in results["alg_traj_returns_stochastic"])
         assert sorted(len(r) for r in results["ex_traj_returns"]) == [1] * 4 + [2] * 4
         random = pd.read_hdf(out / "results.h5", "random")
         assert random["return_mean"].iloc[0] < 40  # a random CartPole policy
+        # the evaluated snapshot: the last for GAIL, the best valacc for bclone, exported
+        ga = results[(results["alg"] == "ga") & (results["num_trajs"] == 1)].iloc[0]
+        assert ga.snapshot == "snapshots/iter0000002"
+        exported = out / "policies" / "ga_cartpole_n1_run0.h5"
+        from imitation.snapshots import load_policy
+
+        policy, key, args = load_policy(str(exported))
+        assert key == ga.snapshot and args["env_name"] == "CartPole-v0"
+        orig, _, _ = load_policy(str(out / "logs" / "cartpole" / "ga_n1_run0.h5") + "/" + key)
+        np.testing.assert_array_equal(policy.get_params(), orig.get_params())
+        # the deterministic column acts with the argmax: same seed, same returns
+        from imitation.envs import GymMDP
+        from policyopt import SimConfig
+
+        mdp = GymMDP("CartPole-v0", num_workers=0)
+        det = mdp.sim_mp(policy, None, SimConfig(min_num_trajs=5), np.random.default_rng(10_000),
+                         deterministic=True)
+        mdp.close()
+        np.testing.assert_array_equal(det.returns, ga.alg_traj_returns)
+        # unchanged runs are not evaluated again; a changed log is
+        res = pipeline("2_eval")
+        assert "9 policies, 9 already evaluated" in res.stderr
+        os.utime(out / "logs" / "cartpole" / "ga_n1_run0.h5")
+        res = pipeline("2_eval")
+        assert "9 policies, 8 already evaluated" in res.stderr
         res = pipeline("3_report")
-        assert "GAIL within the published spread" in res.stdout
+        assert "test 'spread'" in res.stdout and "  GAIL: " in res.stdout
+        assert "deterministically" in res.stdout
         for name in ("report.txt", "report.csv", "figure.png"):
             assert os.path.getsize(out / name) > 0
     finally:
