@@ -3,10 +3,10 @@
 Builds the project's default Gaussian policy (fc100-tanh-fc100-tanh, Hopper sizes: 11 obs
 features, 3 actions) and times, on one batch of `--rows` rows:
 
-  surr_grad           policy._compute_obj_and_grad  (surrogate objective and its flat gradient)
-  kl_hvp              policy._compute_gnvp  (one mean-KL Hessian-vector product at x0, the
+  surr_grad           policy.compute_obj_and_grad  (surrogate objective and its flat gradient)
+  kl_hvp              policy.compute_gnvp  (one mean-KL Hessian-vector product at x0, the
                                              Gauss-Newton graph TRPO uses)
-  kl_hvp_double_grad  policy._compute_hvp   (the same product by the double-gradient trick)
+  kl_hvp_double_grad  policy.compute_hvp   (the same product by the double-gradient trick)
 
 against NumPy implementations of the same maths in the same process (hand-written backprop for
 the gradient; forward-mode JVP + Gauss-Newton/Fisher metric + backprop for the HVP). The NumPy
@@ -234,9 +234,9 @@ def main(argv=None):
     print("flat parameter order: " + ", ".join(f"{n} {s}" for n, s in zip(npol.names, npol.shapes)),
           file=sys.stderr)
 
-    surr_c = policy._compute_obj_and_grad          # compiles on first access
-    hvp_c = policy._compute_gnvp
-    hvp2_c = policy._compute_hvp
+    surr_c = policy.compute_obj_and_grad          # compiles on first access
+    hvp_c = policy.compute_gnvp
+    hvp2_c = policy.compute_hvp
 
     def run_surr_c():
         return surr_c(obs, a, prop, adv)

@@ -7,16 +7,15 @@ import argparse
 import os
 import sys
 
+from imitation.errors import EnvError, UserError
 
-class UserError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
+__all__ = ["EnvError", "UserError", "run_main"]
 
 
 def run_main(main, argv=None):
     """Run `main(argv)`; turn input errors into one clear stderr line and exit status 2.
 
     Ctrl-C exits with 130 after `main` has had the chance to save."""
-    from imitation.envs import EnvError
     from policyopt.optim import DivergedError
 
     try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from imitation.cli import UserError
+from imitation.errors import UserError
 from policyopt.util import atomic_write, library_versions
 
 REQUIRED = ("obs_B_T_Do", "a_B_T_Da", "r_B_T", "len_B")

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import policyopt
+from imitation.errors import EnvError
 from policyopt import ContinuousSpace, FiniteSpace, RaggedArray, TrajBatch
 
 
@@ -93,10 +94,6 @@ LEGACY_ENV_IDS = {
     "InvertedPendulum-v1": ("InvertedPendulum-v5", {}, None),
     "Reacher-v1": ("Reacher-v5", {}, "reacher_v1"),
 }
-
-
-class EnvError(ValueError):
-    """An environment id or adapter that cannot be used (message fit for users)."""
 
 
 # MuJoCo >= 4.0 deprecates an attribute of Gymnasium's own half_cheetah.xml; the model it

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import yaml
 
-from imitation.cli import UserError
+from imitation.errors import UserError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC_DIR = os.path.join(REPO_ROOT, "imitation", "pipelines")

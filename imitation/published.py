@@ -30,14 +30,14 @@ def load_published(path=None):
 
     path = path or default_published_csv()
     if not os.path.exists(path):
-        from imitation.cli import UserError
+        from imitation.errors import UserError
 
         raise UserError(f"published results {path} not found (pass --published PATH)")
     df = pd.read_csv(path)
     need = {"task", "alg", "num_trajs", "run", "alg_return_mean", "expert_return_mean"}
     missing = need - set(df.columns)
     if missing:
-        from imitation.cli import UserError
+        from imitation.errors import UserError
 
         raise UserError(f"{path} lacks columns {', '.join(sorted(missing))}")
     return df

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from imitation.cli import UserError
+from imitation.errors import UserError
 from policyopt import ContinuousSpace, FiniteSpace, nn, rl
 
 POLICY_CLASSES = ("GaussianPolicy", "GibbsPolicy")

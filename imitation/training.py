@@ -80,7 +80,7 @@ class RunState:
         import h5py
         import numpy as np
 
-        from imitation.cli import UserError
+        from imitation.errors import UserError
 
         with h5py.File(path, "r") as f:
             if "resume" not in f:

@@ -120,16 +120,12 @@ class TransitionClassifier(nn.Model):
     def compute_reward(self, obsfeat_B_Df, a_B_Da, t_B):
         return self._compute_reward(*self._cast(obsfeat_B_Df, a_B_Da, t_B))
 
-    def rewards_of_last_fit(self):
-        """compute_reward() of the policy batch last passed to fit(), under the parameters and
-        input standardizer that fit() left: computed inside fit()'s final forward pass, so it
-        costs nothing. None before the first fit; taking it clears it."""
-        r_B, self._last_fit_rewards_B = getattr(self, "_last_fit_rewards_B", None), None
-        return r_B
-
     def fit(self, obsfeat_B_Df, a_B_Da, t_B, exobs_Bex_Do, exa_Bex_Da, ext_Bex, rng):
         """`adam_steps` Adam updates: the policy batch against an equally sized random
-        subsample of the expert pairs. Returns log fields (rloss, racc, raccpi, raccex).
+        subsample of the expert pairs. Returns (log fields (rloss, racc, raccpi, raccex),
+        rewards_B): rewards_B is compute_reward() of the policy batch under the parameters and
+        input standardizer the fit leaves, which the value step needs; it comes out of the
+        fit's final forward pass at no extra cost.
 
         The subsample is drawn with replacement when the expert has fewer pairs than the batch
         (typically 50,000 draws from a few hundred pairs); each distinct expert pair then enters
@@ -155,13 +151,10 @@ class TransitionClassifier(nn.Model):
         for _ in range(self.adam_steps):
             self._adamstep(*inputs, labels, weights)
         loss, scores, rewards = self._compute_loss_scores_and_rewards(*inputs, labels, weights)
-        # The same forward pass scores the policy batch under the updated parameters, which is
-        # what the value step's rewards need (see rewards_of_last_fit).
-        self._last_fit_rewards_B = rewards[:B]
         accpi = float(np.mean(scores[:B] < 0))
         accex = float(np.sum(counts * (scores[B:] > 0)) / B)
         return [("rloss", loss), ("racc", 0.5 * (accpi + accex)), ("raccpi", accpi),
-                ("raccex", accex)]
+                ("raccex", accex)], rewards[:B]
 
 
 # ------------------------------------------------------------ apprenticeship-learning rewards
@@ -250,13 +243,10 @@ class LinearReward(nn.Model):
         self.bound_valid.set_value(np.array(1.))
         return r_B - bound
 
-    def rewards_of_last_fit(self):
-        """None: these rewards come from compute_reward(), which also moves the running bound."""
-        return None
-
     def fit(self, obsfeat_B_Df, a_B_Da, t_B, exobs_Bex_Do, exa_Bex_Da, ext_Bex, rng=None):
-        """Set w from the expert and policy feature expectations. Returns log fields: rloss is
-        the expert-minus-policy margin w . (mu_E - mu_pi) under the new w."""
+        """Set w from the expert and policy feature expectations. Returns (log fields, rewards_B):
+        rloss is the expert-minus-policy margin w . (mu_E - mu_pi) under the new w; rewards_B
+        is compute_reward() of the policy batch under the new w and running bound."""
         if self.update_inputnorm_on_fit:
             self.update_inputnorm(np.concatenate([obsfeat_B_Df, exobs_Bex_Do]),
                                   np.concatenate([np.asarray(a_B_Da).reshape(len(obsfeat_B_Df), -1),
@@ -276,9 +266,10 @@ class LinearReward(nn.Model):
         self.bound_valid.set_value(np.array(0.))
         # Start the running bound from both data sets so expert pairs also respect the sign.
         self.compute_reward(exobs_Bex_Do, exa_Bex_Da, ext_Bex)
-        self.compute_reward(obsfeat_B_Df, a_B_Da, t_B)
+        rewards_B = self.compute_reward(obsfeat_B_Df, a_B_Da, t_B)
         margin = float(w @ (np.concatenate([gap, -gap]) if self.mode == "simplex" else gap))
-        return [("rloss", margin), ("racc", np.nan), ("raccpi", np.nan), ("raccex", np.nan)]
+        return [("rloss", margin), ("racc", np.nan), ("raccpi", np.nan),
+                ("raccex", np.nan)], rewards_B
 
 
 # ---------------------------------------------------------------------- behavioural cloning
@@ -308,7 +299,7 @@ class BehavioralCloningOptimizer:
         n = len(self.train_obs)
         idx = self.rng.choice(n, size=min(self.batch_size, n), replace=False)
         loss = self.step_fn(np.asarray(self.train_obs[idx], dtype=floatX),
-                            self.policy._cast_actions(self.train_a[idx]))
+                            self.policy.cast_actions(self.train_a[idx]))
         self.total_steps += 1
         return loss
 
@@ -319,8 +310,8 @@ class BehavioralCloningOptimizer:
         where it is highest."""
         if len(self.val_obs) == 0:
             return np.nan, np.nan
-        loss = self.policy._compute_bclone_loss(np.asarray(self.val_obs, dtype=floatX),
-                                                self.policy._cast_actions(self.val_a))
+        loss = self.policy.compute_bclone_loss(np.asarray(self.val_obs, dtype=floatX),
+                                                self.policy.cast_actions(self.val_a))
         if isinstance(self.policy.action_space, FiniteSpace):
             acc = -float(loss)
         else:
@@ -332,8 +323,8 @@ class BehavioralCloningOptimizer:
     def evaluate(self, deterministic=True):
         """Log fields at an evaluation point: losses, accuracy, rollouts' true return."""
         valloss, valacc = self.validation()
-        trainloss = self.policy._compute_bclone_loss(
-            np.asarray(self.train_obs, dtype=floatX), self.policy._cast_actions(self.train_a))
+        trainloss = self.policy.compute_bclone_loss(
+            np.asarray(self.train_obs, dtype=floatX), self.policy.cast_actions(self.train_a))
         with util.Timer() as t_sim:
             batch = self.mdp.sim_mp(self.policy, self.obsfeat_fn, self.eval_sim_cfg, self.rng,
                                     deterministic=deterministic)
@@ -393,14 +384,14 @@ class ImitationOptimizer:
                                       batch.adist.stacked, adv.stacked, self.rng)
                 self.policy.update_obsnorm(batch.obsfeat.stacked)
             with util.Timer() as t_reward:
-                reward_fields = self.reward_func.fit(rfeat_N, batch.a.stacked, batch.time.stacked,
-                                                     self.ex_rfeat, self.ex_a, self.ex_t, self.rng)
+                reward_fields, fit_r_N = self.reward_func.fit(
+                    rfeat_N, batch.a.stacked, batch.time.stacked, self.ex_rfeat, self.ex_a,
+                    self.ex_t, self.rng)
             with util.Timer() as t_vf:
                 vf_info = None
                 if self.value_func is not None:
-                    # the discriminator's fit already scored this batch with its new weights
-                    new_rewards = self._rewards(batch, rfeat_N,
-                                                self.reward_func.rewards_of_last_fit())
+                    # the reward's fit already scored this batch with its new weights
+                    new_rewards = self._rewards(batch, rfeat_N, fit_r_N)
                     q = rl.compute_qvals(new_rewards, self.discount)
                     vf_info = self.value_func.fit(batch.obsfeat.stacked, batch.time.stacked,
                                                   q.stacked, self.rng)

@@ -10,6 +10,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from policyopt import ContinuousSpace, FiniteSpace, RaggedArray, nn, optim, thutil, util
+from policyopt.optim import HVP_MODES, check_hvp_mode  # noqa: F401 (re-exported)
 from policyopt.thutil import floatX
 
 
@@ -101,39 +102,39 @@ class Policy(nn.Model):
         return [self.obsfeat_B_Df, self.a_B_Da], self.logprobs_B
 
     @thutil.lazy_function
-    def _compute_obj_and_kl(self):
+    def compute_obj_and_kl(self):
         return ([self.obsfeat_B_Df, self.a_B_Da, self.proposal_actiondist_B_Pa,
                  self.advantage_B], [self.obj, self.kl])
 
     @thutil.lazy_function
-    def _compute_obj_and_grad(self):
+    def compute_obj_and_grad(self):
         return ([self.obsfeat_B_Df, self.a_B_Da, self.proposal_actiondist_B_Pa,
                  self.advantage_B], [self.obj, self.objgrad_P])
 
     @thutil.lazy_function
-    def _compute_obj_kl_and_grad(self):
+    def compute_obj_kl_and_grad(self):
         return ([self.obsfeat_B_Df, self.a_B_Da, self.proposal_actiondist_B_Pa,
                  self.advantage_B], [self.obj, self.kl, self.objgrad_P])
 
     @thutil.lazy_function
-    def _compute_hvp(self):
+    def compute_hvp(self):
         return [self.obsfeat_B_Df, self.proposal_actiondist_B_Pa, self.v_P], self.hvp_P
 
     @thutil.lazy_function
-    def _compute_gnvp(self):
+    def compute_gnvp(self):
         return [self.obsfeat_B_Df, self.proposal_actiondist_B_Pa, self.v_P], self.gnvp_P
 
     @thutil.lazy_function
-    def _compute_activations(self):
+    def compute_activations(self):
         return [self.obsfeat_B_Df], self.activations
 
     @thutil.lazy_function
-    def _compute_gnvp_from_activations(self):
+    def compute_gnvp_from_activations(self):
         cached, (gnvp_P,) = thutil.cut_forward([self.gnvp_P], self.activations)
         return cached + [self.proposal_actiondist_B_Pa, self.v_P], gnvp_P
 
     @thutil.lazy_function
-    def _compute_bclone_loss(self):
+    def compute_bclone_loss(self):
         return [self.obsfeat_B_Df, self.a_B_Da], self.bclone_loss
 
     def bclone_step_function(self, lr):
@@ -160,7 +161,7 @@ class Policy(nn.Model):
 
     def compute_action_logprobs(self, obsfeat_B_Df, a_B_Da):
         return self._compute_action_logprobs(np.asarray(obsfeat_B_Df, dtype=floatX),
-                                             self._cast_actions(a_B_Da))
+                                             self.cast_actions(a_B_Da))
 
     def compute_entropy(self, actiondist_B_Pa):
         return self._compute_actiondist_entropy(actiondist_B_Pa)
@@ -168,7 +169,7 @@ class Policy(nn.Model):
     def update_obsnorm(self, obs_B_Do):
         self.obsnorm.update(obs_B_Do)
 
-    def _cast_actions(self, a_B_Da):
+    def cast_actions(self, a_B_Da):
         a = np.asarray(a_B_Da)
         return a.astype(np.int64 if isinstance(self.action_space, FiniteSpace) else floatX)
 
@@ -350,36 +351,37 @@ class ValueFunc(nn.Model):
         self.hvp_P = thutil.flatgrad((klgrad_P * self.v_P).sum(), self.param_vars)
         self.gnvp_P = thutil.gauss_newton_vector_product(self.kl, self.val_B, self.param_vars,
                                                          self.v_P)
+        self._ngstep = optim.make_ngstep_func(self, max_kl, damping, self.hvp_mode)
 
     @thutil.lazy_function
     def _evaluate_raw(self):
         return [self.obsfeat_B_Df, self.t_B], self.val_B
 
     @thutil.lazy_function
-    def _compute_obj_and_kl(self):
+    def compute_obj_and_kl(self):
         return ([self.obsfeat_B_Df, self.t_B, self.target_val_B, self.old_val_B],
                 [self.obj, self.kl])
 
     @thutil.lazy_function
-    def _compute_val_obj_and_grad(self):
+    def compute_val_obj_and_grad(self):
         # at x0 the old values are the current ones (and the "KL" is 0): one forward pass
         return [self.obsfeat_B_Df, self.t_B, self.target_val_B], [self.val_B, self.obj,
                                                                   self.objgrad_P]
 
     @thutil.lazy_function
-    def _compute_hvp(self):
+    def compute_hvp(self):
         return [self.obsfeat_B_Df, self.t_B, self.old_val_B, self.v_P], self.hvp_P
 
     @thutil.lazy_function
-    def _compute_gnvp(self):
+    def compute_gnvp(self):
         return [self.obsfeat_B_Df, self.t_B, self.old_val_B, self.v_P], self.gnvp_P
 
     @thutil.lazy_function
-    def _compute_activations(self):
+    def compute_activations(self):
         return [self.obsfeat_B_Df, self.t_B], self.activations
 
     @thutil.lazy_function
-    def _compute_gnvp_from_activations(self):
+    def compute_gnvp_from_activations(self):
         cached, (gnvp_P,) = thutil.cut_forward([self.gnvp_P], self.activations)
         return cached + [self.old_val_B, self.v_P], gnvp_P
 
@@ -397,39 +399,10 @@ class ValueFunc(nn.Model):
             self.obsnorm.update(obsfeat_B_Df)
         self.vnorm.update(np.asarray(y_B, dtype=floatX)[:, None])
         ynorm_B = self.vnorm.standardize(np.asarray(y_B)[:, None])[:, 0]
-        params0_P = self.get_params()
-        old_val_B, obj0, grad_P = self._compute_val_obj_and_grad(obsfeat_B_Df, t_B, ynorm_B)
+        old_val_B, obj0, grad_P = self.compute_val_obj_and_grad(obsfeat_B_Df, t_B, ynorm_B)
         sub = subsample_indices(len(t_B), hvp_subsample, rng)
-
-        def obj_and_kl(x_P):
-            self.set_params(x_P)
-            return self._compute_obj_and_kl(obsfeat_B_Df, t_B, ynorm_B, old_val_B)
-
-        if self.hvp_mode == "gauss_newton":
-            acts = self._compute_activations(obsfeat_B_Df[sub], t_B[sub])
-
-            def hvp(v_P):
-                return self._compute_gnvp_from_activations(*acts, old_val_B[sub], v_P)
-        else:
-            def hvp(v_P):
-                self.set_params(params0_P)
-                return self._compute_hvp(obsfeat_B_Df[sub], t_B[sub], old_val_B[sub], v_P)
-
-        x_P, info = optim.ngstep(params0_P, grad_P, obj_and_kl, hvp, self.max_kl, self.damping,
-                                 obj_and_kl0=(obj0, 0.))
-        self.set_params(x_P)
-        return info
-
-
-HVP_MODES = ("gauss_newton", "double_grad")
-
-
-def check_hvp_mode(mode):
-    """'gauss_newton' (default; equal to the exact product at x0, where the steps evaluate it)
-    or 'double_grad' (the gradient of klgrad . v, exact anywhere, ~1.6x the cost)."""
-    if mode not in HVP_MODES:
-        raise ValueError(f"hvp_mode must be one of {HVP_MODES}, got {mode!r}")
-    return mode
+        return self._ngstep((obsfeat_B_Df, t_B, ynorm_B, old_val_B), (obj0, 0.), grad_P,
+                            (obsfeat_B_Df[sub], t_B[sub]), (old_val_B[sub],))
 
 
 def subsample_indices(n, frac, rng):
@@ -453,34 +426,16 @@ class TRPO:
 
     def __call__(self, policy, obsfeat_B_Df, a_B_Da, adist_B_Pa, adv_B, rng):
         obsfeat_B_Df = np.asarray(obsfeat_B_Df, dtype=floatX)
-        a_B_Da = policy._cast_actions(a_B_Da)
+        a_B_Da = policy.cast_actions(a_B_Da)
         adist_B_Pa = np.asarray(adist_B_Pa, dtype=floatX)
         adv_B = np.asarray(adv_B, dtype=floatX)
         adv_B = (adv_B - adv_B.mean()) / (adv_B.std() + 1e-8)
-        params0_P = policy.get_params()
-        obj0, kl0, grad_P = policy._compute_obj_kl_and_grad(obsfeat_B_Df, a_B_Da, adist_B_Pa,
-                                                            adv_B)
+        obj0, kl0, grad_P = policy.compute_obj_kl_and_grad(obsfeat_B_Df, a_B_Da, adist_B_Pa,
+                                                           adv_B)
         sub = subsample_indices(len(adv_B), self.hvp_subsample, rng)
-
-        def obj_and_kl(x_P):
-            policy.set_params(x_P)
-            return policy._compute_obj_and_kl(obsfeat_B_Df, a_B_Da, adist_B_Pa, adv_B)
-
-        if self.hvp_mode == "gauss_newton":
-            # the network's activations at x0 on the subsample, once for the whole CG solve
-            acts = policy._compute_activations(obsfeat_B_Df[sub])
-
-            def hvp(v_P):
-                return policy._compute_gnvp_from_activations(*acts, adist_B_Pa[sub], v_P)
-        else:
-            def hvp(v_P):
-                policy.set_params(params0_P)
-                return policy._compute_hvp(obsfeat_B_Df[sub], adist_B_Pa[sub], v_P)
-
-        x_P, info = optim.ngstep(params0_P, grad_P, obj_and_kl, hvp, self.max_kl, self.damping,
-                                 obj_and_kl0=(obj0, kl0))
-        policy.set_params(x_P)
-        return info
+        step = optim.make_ngstep_func(policy, self.max_kl, self.damping, self.hvp_mode)
+        return step((obsfeat_B_Df, a_B_Da, adist_B_Pa, adv_B), (obj0, kl0), grad_P,
+                    (obsfeat_B_Df[sub],), (adist_B_Pa[sub],))
 
 
 def check_finite(model, what, iteration):

@@ -69,7 +69,7 @@ TOL = {
 
 
 def tol_kind(graph):
-    if graph in ("_compute_hvp", "_compute_gnvp", "_compute_gnvp_from_activations"):
+    if graph in ("compute_hvp", "compute_gnvp", "compute_gnvp_from_activations"):
         return "second_order"
     if "grad" in graph:
         return "grad"
@@ -115,16 +115,16 @@ SPECS = {  # every nonlinearity appears; each model is small (compile cost, not 
                      {"type": "fc", "n": 6}, {"type": "nonlin", "func": "tanh"}],
 }
 
-POLICY_GRAPHS = ["_compute_actiondist_params", "_compute_action_logprobs", "_compute_obj_and_kl",
-                 "_compute_obj_and_grad", "_compute_obj_kl_and_grad", "_compute_hvp",
-                 "_compute_gnvp", "_compute_activations", "_compute_gnvp_from_activations",
-                 "_compute_bclone_loss"]
+POLICY_GRAPHS = ["_compute_actiondist_params", "_compute_action_logprobs", "compute_obj_and_kl",
+                 "compute_obj_and_grad", "compute_obj_kl_and_grad", "compute_hvp",
+                 "compute_gnvp", "compute_activations", "compute_gnvp_from_activations",
+                 "compute_bclone_loss"]
 GRAPHS = {
     "gaussian": POLICY_GRAPHS,
     "gibbs": POLICY_GRAPHS,
-    "valuefunc": ["_evaluate_raw", "_compute_obj_and_kl", "_compute_val_obj_and_grad",
-                  "_compute_hvp", "_compute_gnvp", "_compute_activations",
-                  "_compute_gnvp_from_activations"],
+    "valuefunc": ["_evaluate_raw", "compute_obj_and_kl", "compute_val_obj_and_grad",
+                  "compute_hvp", "compute_gnvp", "compute_activations",
+                  "compute_gnvp_from_activations"],
     "clf_continuous": ["_compute_scores", "_compute_reward", "_adamstep", "_compute_loss",
                        "_compute_loss_scores_and_rewards"],
     "clf_discrete": ["_compute_scores", "_compute_reward", "_adamstep", "_compute_loss",
@@ -197,7 +197,7 @@ class Case:
         values, ins, args = self.dataset(dataset), self.spec(graph)[0], []
         cached = [v for v in ins if (v.name or "").endswith("_cached")]
         if cached:  # cut_forward placeholders: the network's activations, computed by C
-            acts = self.result("_compute_activations", "c")
+            acts = self.result("compute_activations", "c")
             assert len(cached) == len(acts)
         for v in ins:
             if v in cached:
@@ -346,16 +346,16 @@ def test_hvp_equals_gnvp_at_x0(backend_name, kind, cases):
     require_backend(backend_name)
     case = cases[kind]
     res = {}
-    for g in ("_compute_hvp", "_compute_gnvp", "_compute_gnvp_from_activations"):
+    for g in ("compute_hvp", "compute_gnvp", "compute_gnvp_from_activations"):
         res[g] = case.result(g, backend_name, "x0")[0]
         assert_close(res[g], case.result(g, "c", "x0")[0], TOL["second_order"],
                      f"{backend_name} {kind}.{g} at x0")
-    assert np.abs(res["_compute_hvp"]).max() > 1e-3  # a non-trivial product
+    assert np.abs(res["compute_hvp"]).max() > 1e-3  # a non-trivial product
     # HVP = J^T H J v + sum_k (dL/draw_k) d2raw_k v; the second term vanishes only up to
     # rounding at x0 (dL/draw ~ 1e-16), so the two products agree to ~1e-14 of their size.
-    assert_close(res["_compute_gnvp"], res["_compute_hvp"], TOL["second_order"],
+    assert_close(res["compute_gnvp"], res["compute_hvp"], TOL["second_order"],
                  f"{backend_name} {kind}: GNVP vs HVP at x0")
-    assert_close(res["_compute_gnvp_from_activations"], res["_compute_gnvp"],
+    assert_close(res["compute_gnvp_from_activations"], res["compute_gnvp"],
                  dict(rtol=0., atol=1e-13), f"{backend_name} {kind}: cut GNVP vs GNVP")
 
 

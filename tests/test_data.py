@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from imitation.cli import UserError
+from imitation.errors import UserError
 from imitation.data import check_fits_mdp, load_dataset, subsample, write_dataset
 from imitation.envs import NO_TIME_LIMIT
 from policyopt import TrajBatch, Trajectory

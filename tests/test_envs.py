@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from imitation import envs
-from imitation.envs import EnvError, GymMDP, LEGACY_ENV_IDS, OBS_ADAPTERS, resolve_env
+from imitation.envs import GymMDP, LEGACY_ENV_IDS, OBS_ADAPTERS, resolve_env
+from imitation.errors import EnvError
 from policyopt import ContinuousSpace, FiniteSpace, SimConfig, TrajBatch, nn, rl
 
 # ----------------------------------------------------------------------------- resolve_env

@@ -176,7 +176,7 @@ def test_classifier_fit_learns_separable_data(rng):
     history = []
     for _ in range(60):
         obs, a, t = _separable(rng, 100, -1)
-        fields = dict(clf.fit(obs, a, t, exobs, exa, ext, rng))
+        fields = dict(clf.fit(obs, a, t, exobs, exa, ext, rng)[0])
         assert list(fields) == ["rloss", "racc", "raccpi", "raccex"]
         history.append(fields)
     losses = [h["rloss"] for h in history]
@@ -197,26 +197,29 @@ def test_classifier_fit_learns_separable_data(rng):
 
 
 @pytest.mark.parametrize("favor_zero", [False, True])
-def test_classifier_rewards_of_last_fit_match_compute_reward(rng, favor_zero):
-    """The value step reuses the rewards fit() computed; they must be compute_reward() of the
+def test_classifier_fit_returns_the_rewards_of_the_fitted_batch(rng, favor_zero):
+    """The value step reuses the rewards fit() returns; they must be compute_reward() of the
     fitted batch under the updated weights and standardizer (a fresh evaluation after fit)."""
     clf = imitation.TransitionClassifier(SMALL_SPEC, ContinuousSpace(3), ContinuousSpace(2),
                                          favor_zero_expert_reward=favor_zero)
     exobs, exa, ext = _separable(rng, 300, +1)
-    assert clf.rewards_of_last_fit() is None
     for _ in range(3):
         obs, a, t = _separable(rng, 120, -1)
         before = clf.compute_reward(obs, a, t)
-        clf.fit(obs, a, t, exobs, exa, ext, rng)
-        cached = clf.rewards_of_last_fit()
+        _, returned = clf.fit(obs, a, t, exobs, exa, ext, rng)
         after = clf.compute_reward(obs, a, t)
-        assert cached.shape == (120,)
-        np.testing.assert_allclose(cached, after, rtol=1e-12, atol=1e-14)
+        assert returned.shape == (120,)
+        np.testing.assert_allclose(returned, after, rtol=1e-12, atol=1e-14)
         assert np.max(np.abs(after - before)) > 1e-6  # the fit did move the rewards
-        assert clf.rewards_of_last_fit() is None  # taken once
-    lin = imitation.LinearReward(ContinuousSpace(3), ContinuousSpace(2), "l2ball")
-    lin.fit(obs, a, t, exobs, exa, ext)
-    assert lin.rewards_of_last_fit() is None
+
+
+@pytest.mark.parametrize("mode", ["l2ball", "simplex"])
+def test_linear_reward_fit_returns_the_rewards_of_the_fitted_batch(rng, mode):
+    lin = imitation.LinearReward(ContinuousSpace(3), ContinuousSpace(2), mode)
+    exobs, exa, ext = _separable(rng, 300, +1)
+    obs, a, t = _separable(rng, 120, -1)
+    _, returned = lin.fit(obs, a, t, exobs, exa, ext)
+    np.testing.assert_array_equal(returned, lin.compute_reward(obs, a, t))
 
 
 @pytest.mark.parametrize("discrete", [False, True], ids=["continuous", "discrete"])
@@ -390,7 +393,7 @@ def _al_data(discrete, rng, n_pi=60, n_ex=40):
 def test_linear_reward_l2ball_weight(rng, discrete, include_time):
     rew = _linear_reward(discrete, "l2ball", rng, include_time=include_time, stats=False)
     (obs, a, t), (exobs, exa, ext) = _al_data(discrete, rng)
-    fields = dict(rew.fit(obs, a, t, exobs, exa, ext, rng))
+    fields = dict(rew.fit(obs, a, t, exobs, exa, ext, rng)[0])
     # fit updates the standardizer with policy + expert pairs first
     assert rew.inputnorm.get_count() == len(obs) + len(exobs)
     gap = _np_features(rew, exobs, exa, ext, discrete).mean(0) \
@@ -406,7 +409,7 @@ def test_linear_reward_l2ball_weight(rng, discrete, include_time):
 def test_linear_reward_simplex_weight(rng, discrete, include_time):
     rew = _linear_reward(discrete, "simplex", rng, include_time=include_time, stats=False)
     (obs, a, t), (exobs, exa, ext) = _al_data(discrete, rng)
-    fields = dict(rew.fit(obs, a, t, exobs, exa, ext, rng))
+    fields = dict(rew.fit(obs, a, t, exobs, exa, ext, rng)[0])
     gap = _np_features(rew, exobs, exa, ext, discrete).mean(0) \
         - _np_features(rew, obs, a, t, discrete).mean(0)
     ext_gap = np.concatenate([gap, -gap])

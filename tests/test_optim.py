@@ -150,3 +150,55 @@ def test_conjugate_gradient_first_iteration_is_steepest_descent(rng):
     x1 = optim.conjugate_gradient(lambda v: M @ v, b, max_iter=1)
     # from x = 0 the residual is b; exact line search along it
     np.testing.assert_allclose(x1, (b @ b) / (b @ M @ b) * b, rtol=1e-12)
+
+
+class _QuadraticModel:
+    """A stand-in model with the graph entry points make_ngstep_func uses: a linear objective
+    g . x on rows of data and the "KL" 0.5 (x - x0)^T A (x - x0), A from the batch's rows."""
+
+    def __init__(self, x0, g, A):
+        self.x, self.g, self.A = x0.copy(), g, A
+        self.calls = {"gn": 0, "hvp": 0}
+
+    def get_params(self):
+        return self.x.copy()
+
+    def set_params(self, x):
+        self.x = x.copy()
+
+    def compute_obj_and_kl(self, x0, scale):
+        d = self.x - x0
+        return scale * self.g @ self.x, 0.5 * d @ self.A @ d
+
+    def compute_activations(self, rows):
+        return (rows.T @ rows / len(rows),)
+
+    def compute_gnvp_from_activations(self, A, extra, v):
+        self.calls["gn"] += 1
+        return A @ v * extra
+
+    def compute_hvp(self, rows, extra, v):
+        self.calls["hvp"] += 1
+        return rows.T @ rows / len(rows) @ v * extra
+
+
+@pytest.mark.parametrize("mode", ["gauss_newton", "double_grad"])
+def test_make_ngstep_func_takes_the_natural_step_on_a_model(rng, mode):
+    """One driver serves the policy and the value function: bound to a model, it steps along
+    A^-1 g to the trust-region boundary, leaves the model there, and uses the products of the
+    chosen Hessian-vector mode on the given rows only."""
+    n = 4
+    rows = rng.normal(size=(50, n))
+    A = rows.T @ rows / len(rows)
+    g, x0 = rng.normal(size=n), rng.normal(size=n)
+    model = _QuadraticModel(x0, g, A)
+    step = optim.make_ngstep_func(model, max_kl=0.01, damping=0., hvp_mode=mode)
+    info = step((x0, 1.), (g @ x0, 0.), g, (rows,), (1.,))
+    natural = np.linalg.solve(A, g)
+    expected = x0 + np.sqrt(2 * 0.01 / (g @ natural)) * natural
+    np.testing.assert_allclose(model.x, expected, rtol=1e-6)
+    assert info.accepted and info.kl1 == pytest.approx(0.01, rel=1e-4)
+    used = "gn" if mode == "gauss_newton" else "hvp"
+    assert model.calls[used] > 0 and model.calls[{"gn": "hvp", "hvp": "gn"}[used]] == 0
+    with pytest.raises(ValueError, match="hvp_mode"):
+        optim.make_ngstep_func(model, 0.01, 0., hvp_mode="exact")

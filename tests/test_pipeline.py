@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from imitation import published as pub
-from imitation.cli import UserError
+from imitation.errors import UserError
 from imitation.pipeline import load_spec, log_is_finished
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -476,7 +476,8 @@ def test_check_finite_raises_diverged_error():
     ("interrupt", 130, "interrupted"),
 ])
 def test_run_main_exit_codes(exc, code, expected, capsys):
-    from imitation.cli import UserError, run_main
+    from imitation.cli import run_main
+    from imitation.errors import UserError
     from policyopt.optim import DivergedError
 
     def main(argv):

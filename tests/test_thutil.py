@@ -106,7 +106,7 @@ def test_kl_hvp_matches_finite_differences_of_kl_gradient(kind, rng):
     for _ in range(2):
         v_P = rng.normal(size=policy.P)
         policy.set_params(x0_P)
-        hv_P = policy._compute_hvp(obs_B_Df, proposal_B_Pa, v_P)
+        hv_P = policy.compute_hvp(obs_B_Df, proposal_B_Pa, v_P)
         policy.set_params(x0_P + eps * v_P)
         g_plus = klgrad(obs_B_Df, proposal_B_Pa)
         policy.set_params(x0_P - eps * v_P)
@@ -118,8 +118,8 @@ def test_kl_hvp_matches_finite_differences_of_kl_gradient(kind, rng):
 
     # symmetric, and positive semi-definite (KL Hessian at its minimum = Fisher matrix)
     u_P, v_P = rng.normal(size=policy.P), rng.normal(size=policy.P)
-    hu = policy._compute_hvp(obs_B_Df, proposal_B_Pa, u_P)
-    hv = policy._compute_hvp(obs_B_Df, proposal_B_Pa, v_P)
+    hu = policy.compute_hvp(obs_B_Df, proposal_B_Pa, u_P)
+    hv = policy.compute_hvp(obs_B_Df, proposal_B_Pa, v_P)
     np.testing.assert_allclose(u_P @ hv, v_P @ hu, rtol=1e-10)
     assert u_P @ hu >= -1e-12 and v_P @ hv >= -1e-12
 
