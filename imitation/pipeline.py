@@ -214,11 +214,11 @@ def select_snapshot(log):
     cloning: the evaluation with the highest `valacc` (the lowest `valloss` where no accuracy
     was logged); every other algorithm: the last snapshot."""
     import h5py
-    import tables
 
-    with tables.open_file(log, "r") as f:
-        args = json.loads(f.root._v_attrs.args)
-        rows = f.root.log.read()
+    from imitation.training import read_log
+
+    run = read_log(log)
+    args, rows = run.args, run.rows
     if args.get("mode") == "bclone":
         acc = rows["valacc"]
         if np.all(np.isnan(acc)):

@@ -1,7 +1,181 @@
-"""The outer training loop shared by TRPO (run_rl_mj.py) and imitation (imitate_mj.py):
-iterate, log, snapshot every `save_freq` iterations, and stop cleanly on Ctrl-C."""
+"""A run's life: the outer training loop shared by TRPO (run_rl_mj.py) and imitation
+(imitate_mj.py) — iterate, log, snapshot every `save_freq` iterations, stop cleanly on Ctrl-C —
+the log file it writes (`TrainingLog`) and reads back (`read_log`), and the state a resumed run
+continues from (`RunState`).
+
+A log is one HDF5 file (written with h5py only):
+  log            a table (compound dataset) of one row per iteration, in the original's column
+                 names; PyTables reads it as a Table, as it did the original's logs
+  snapshots/iter%07d/<scope path>   the models' variables at that iteration
+  resume/        what `RunState` needs to continue the run exactly
+  attributes     args (the run's arguments, JSON), finished (0/1), versions (JSON list of the
+                 library versions of every process that wrote the file, one entry per change)
+"""
+import json
 import signal
 import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from policyopt import util
+
+
+def _fmt(v):
+    """A log value as printed in the console table."""
+    if isinstance(v, (bool, np.bool_)):
+        return str(int(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    v = float(v)
+    if v != v or v in (float("inf"), float("-inf")):
+        return str(v)
+    return f"{v:.5g}" if abs(v) < 1e6 else f"{v:.4e}"
+
+
+def _appended_versions(attrs, current):
+    """The `versions` attribute (JSON list) with `current` (library versions) appended unless
+    it equals the last entry."""
+    history = json.loads(_text(attrs["versions"])) if "versions" in attrs else []
+    if not history or history[-1] != current:
+        history.append(current)
+    return json.dumps(history, sort_keys=True)
+
+
+def _text(v):
+    return v.decode() if isinstance(v, (bytes, np.bytes_)) else str(v)
+
+
+class TrainingLog:
+    """One row of named fields per iteration, printed as an aligned table (header every
+    `header_every` rows) and stored in the HDF5 file `filename` as the table `log` (layout in
+    the module docstring). Rows are buffered and written together with each snapshot (`save`)
+    through an atomic replace, so a run killed at any moment leaves a file that opens and holds
+    every iteration up to its last completed save.
+    """
+
+    def __init__(self, filename=None, attrs=None, header_every=20, out=None):
+        import os
+
+        self.filename = filename
+        self.attrs = dict(attrs or {})
+        self.versions = util.library_versions()  # once: they cannot change within a process
+        self.header_every = header_every
+        self.out = out
+        self.pending = []
+        self.columns = None
+        self.num_printed = 0
+        if filename and os.path.exists(filename):
+            import h5py
+
+            with h5py.File(filename, "r") as f:
+                if "log" in f:
+                    self.columns = list(f["log"].dtype.names)
+
+    def write(self, kvs, print_=True):
+        """Record one row: `kvs` is a list of (name, value) in column order."""
+        kvs = [(k, v) for k, v in kvs]
+        if self.columns is None:
+            self.columns = [k for k, _ in kvs]
+        names = [k for k, _ in kvs]
+        if names != self.columns:
+            raise ValueError(f"log row fields {names} differ from the table's {self.columns}")
+        self.pending.append(kvs)
+        if print_:
+            self._print(kvs)
+
+    def _print(self, kvs):
+        out = self.out or sys.stdout
+        widths = [max(len(k), 9) for k, _ in kvs]
+        if self.num_printed % self.header_every == 0:
+            print("  ".join(k.rjust(w) for (k, _), w in zip(kvs, widths)), file=out)
+            print("  ".join("-" * w for w in widths), file=out)
+        print("  ".join(_fmt(v).rjust(w) for (_, v), w in zip(kvs, widths)), file=out,
+              flush=True)
+        self.num_printed += 1
+
+    def _append_rows(self, f):
+        if "log" not in f:
+            dtype = [(k, np.int64 if isinstance(v, (bool, int, np.integer, np.bool_))
+                      else np.float64) for k, v in self.pending[0]]
+            f.create_dataset("log", shape=(0,), maxshape=(None,), dtype=dtype, chunks=(256,))
+        table = f["log"]
+        rec = np.zeros(len(self.pending), dtype=table.dtype)
+        for i, kvs in enumerate(self.pending):
+            for k, v in kvs:
+                rec[k][i] = v
+        n = table.shape[0]
+        table.resize((n + len(rec),))
+        table[n:] = rec
+        if "NROWS" in table.attrs:   # a table PyTables created (an older log): keep it valid
+            table.attrs["NROWS"] = np.int64(n + len(rec))
+
+    def save(self, snapshot_iter=None, models=(), extra=None, finished=False):
+        """Append the buffered rows, and when `snapshot_iter` is given write every model in
+        `models` under ``snapshots/iter%07d``; `extra(h5file)` may write more (e.g. resume
+        state); `finished` marks the run complete (root attribute `finished`). All in one
+        atomic replace of the file."""
+        if not self.filename:
+            self.pending = []
+            return
+        import h5py
+
+        with util.atomic_write(self.filename, copy_existing=True) as tmp:
+            with h5py.File(tmp, "a") as f:
+                if self.pending:
+                    self._append_rows(f)
+                f.attrs["args"] = json.dumps(self.attrs, sort_keys=True, indent=1, default=str)
+                f.attrs["finished"] = int(finished)
+                f.attrs["versions"] = _appended_versions(f.attrs, self.versions)
+                if snapshot_iter is not None:
+                    key = "snapshots/iter%07d" % snapshot_iter
+                    if key in f:
+                        del f[key]
+                    for m in models:
+                        m.save_h5(f, key)
+                if extra is not None:
+                    extra(f)
+        self.pending = []
+
+    def rows_written(self):
+        """Number of rows already in the file."""
+        import os
+
+        if not self.filename or not os.path.exists(self.filename):
+            return 0
+        return len(read_log(self.filename).rows)
+
+
+@dataclass
+class LogData:
+    """A training log read back: the run's arguments, its table, whether it finished."""
+
+    path: str
+    args: dict
+    rows: np.ndarray            # structured array, one field per column
+    finished: bool = None       # None: the file does not say (an original log)
+
+    @property
+    def columns(self):
+        return list(self.rows.dtype.names)
+
+
+def read_log(path):
+    """Read a training log (this project's or an original one). UserError, in one line, when
+    the file is missing, not HDF5, or holds no table `log` of named columns."""
+    from imitation.errors import UserError
+    from imitation.snapshots import open_h5, read_args
+
+    with open_h5(path) as f:
+        if "log" not in f:
+            raise UserError(f"{path} has no `log` table (not a training log; top-level "
+                            f"entries: {', '.join(sorted(f.keys())[:6]) or 'none'})")
+        d = f["log"]
+        if not hasattr(d, "dtype") or d.dtype.names is None or d.ndim != 1:
+            raise UserError(f"{path}: `log` is not a table of named columns")
+        finished = f.attrs.get("finished")
+        return LogData(path=path, args=read_args(f), rows=d[()],
+                       finished=None if finished is None else bool(finished))
 
 
 def train_loop(step_fn, log, models, max_iter, save_freq, print_freq=1, start_iter=0,

@@ -1,5 +1,5 @@
 """Neural-network building blocks: variable scopes, models with flat parameters, layers,
-feed-forward nets from JSON specs, running standardizers, and the training log.
+feed-forward nets from JSON specs, running standardizers.
 
 Every shared variable gets a path name from the scopes open when it was created, e.g.
 ``/GaussianPolicy/hidden/FeedforwardNet/layer_0/AffineLayer/W``; HDF5 snapshots store each
@@ -12,7 +12,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from policyopt import thutil, util
+from policyopt import thutil
 from policyopt.thutil import floatX
 
 # -------------------------------------------------------------------------- variable scopes
@@ -345,134 +345,3 @@ class NoOpStandardizer(Model):
 
 
 # ------------------------------------------------------------------------------- TrainingLog
-
-def _fmt(v):
-    if isinstance(v, (bool, np.bool_)):
-        return str(int(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    v = float(v)
-    if v != v or v in (float("inf"), float("-inf")):
-        return str(v)
-    return f"{v:.5g}" if abs(v) < 1e6 else f"{v:.4e}"
-
-
-def _appended_versions(attrs, current):
-    """The `versions` attribute (JSON list) with `current` (library versions) appended unless
-    it equals the last entry."""
-    history = json.loads(attrs.versions) if "versions" in attrs._v_attrnames else []
-    if not history or history[-1] != current:
-        history.append(current)
-    return json.dumps(history, sort_keys=True)
-
-
-class TrainingLog:
-    """One row of named fields per iteration, printed as an aligned table (header every
-    `header_every` rows) and stored in the HDF5 file `filename` as the PyTables table `log`.
-
-    Policy snapshots live in the same file under ``snapshots/iter%07d/<scope path>``; the run's
-    arguments are JSON in the root attribute `args`; the root attribute `versions` is a JSON list
-    of the library versions (util.library_versions) of every process that wrote the file, one
-    entry per change, so a resumed run shows an upgrade. Rows are buffered and written together with
-    each snapshot (`save`) through an atomic replace, so a run killed at any moment leaves a file
-    that opens and holds every iteration up to its last completed save.
-    """
-
-    def __init__(self, filename=None, attrs=None, header_every=20, out=None):
-        self.filename = filename
-        self.attrs = dict(attrs or {})
-        self.versions = util.library_versions()  # once: they cannot change within a process
-        self.header_every = header_every
-        self.out = out
-        self.pending = []
-        self.columns = None
-        self.num_printed = 0
-        if filename:
-            import os
-
-            import tables
-
-            if os.path.exists(filename):
-                with tables.open_file(filename, "r") as f:
-                    if "/log" in f:
-                        self.columns = list(f.root.log.colnames)
-
-    def write(self, kvs, print_=True):
-        """Record one row: `kvs` is a list of (name, value) in column order."""
-        kvs = [(k, v) for k, v in kvs]
-        if self.columns is None:
-            self.columns = [k for k, _ in kvs]
-        names = [k for k, _ in kvs]
-        if names != self.columns:
-            raise ValueError(f"log row fields {names} differ from the table's {self.columns}")
-        self.pending.append(kvs)
-        if print_:
-            self._print(kvs)
-
-    def _print(self, kvs):
-        import sys
-
-        out = self.out or sys.stdout
-        widths = [max(len(k), 9) for k, _ in kvs]
-        if self.num_printed % self.header_every == 0:
-            print("  ".join(k.rjust(w) for (k, _), w in zip(kvs, widths)), file=out)
-            print("  ".join("-" * w for w in widths), file=out)
-        print("  ".join(_fmt(v).rjust(w) for (_, v), w in zip(kvs, widths)), file=out,
-              flush=True)
-        self.num_printed += 1
-
-    def save(self, snapshot_iter=None, models=(), extra=None, finished=False):
-        """Append the buffered rows, and when `snapshot_iter` is given write every model in
-        `models` under ``snapshots/iter%07d``; `extra(h5file)` may write more (e.g. resume
-        state); `finished` marks the run complete (root attribute `finished`). All in one
-        atomic replace of the file."""
-        if not self.filename:
-            self.pending = []
-            return
-        import os
-
-        import h5py
-        import tables
-
-        with util.atomic_write(self.filename, copy_existing=True) as tmp:
-            with tables.open_file(tmp, "a") as f:
-                if self.pending:
-                    if "/log" not in f:
-                        desc = {}
-                        for pos, (k, v) in enumerate(self.pending[0]):
-                            is_int = isinstance(v, (bool, int, np.integer, np.bool_))
-                            desc[k] = (tables.Int64Col if is_int else tables.Float64Col)(pos=pos)
-                        f.create_table("/", "log", desc, "training log")
-                    table = f.root.log
-                    rec = np.zeros(len(self.pending), dtype=table.dtype)
-                    for i, kvs in enumerate(self.pending):
-                        for k, v in kvs:
-                            rec[k][i] = v
-                    table.append(rec)
-                    table.flush()
-                f.root._v_attrs.args = json.dumps(self.attrs, sort_keys=True, indent=1,
-                                                  default=str)
-                f.root._v_attrs.finished = int(finished)
-                f.root._v_attrs.versions = _appended_versions(f.root._v_attrs, self.versions)
-            with h5py.File(tmp, "a") as f:
-                if snapshot_iter is not None:
-                    key = "snapshots/iter%07d" % snapshot_iter
-                    if key in f:
-                        del f[key]
-                    for m in models:
-                        m.save_h5(f, key)
-                if extra is not None:
-                    extra(f)
-        self.pending = []
-        assert os.path.exists(self.filename)
-
-    def rows_written(self):
-        """Number of rows already in the file."""
-        import os
-
-        import tables
-
-        if not self.filename or not os.path.exists(self.filename):
-            return 0
-        with tables.open_file(self.filename, "r") as f:
-            return f.root.log.nrows if "/log" in f else 0

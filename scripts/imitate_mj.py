@@ -110,7 +110,7 @@ def main(argv=None):
 
     from imitation.data import check_fits_mdp, load_dataset, subsample
     from imitation.envs import GymMDP
-    from imitation.training import RunState, train_loop
+    from imitation.training import RunState, TrainingLog, train_loop
     from policyopt import FiniteSpace, SimConfig, imitation, nn, rl
 
     data = load_dataset(args.data)
@@ -151,7 +151,7 @@ def main(argv=None):
                                        enable_obsnorm=enable_obsnorm)
         if args.obsnorm_mode == "expertdata":
             policy.update_obsnorm(ex_obs)
-        log = nn.TrainingLog(args.log, attrs=vars(args))
+        log = TrainingLog(args.log, attrs=vars(args))
 
         if args.mode == "bclone":
             opt = imitation.BehavioralCloningOptimizer(
@@ -244,10 +244,9 @@ def resume_point(state, log, n_iter):
 
 def logged_iters(log):
     """The `iter` column of a log's table (bclone: Adam steps done at each evaluation)."""
-    import tables
+    from imitation.training import read_log
 
-    with tables.open_file(log, "r") as f:
-        return [int(i) for i in f.root.log.col("iter")]
+    return [int(i) for i in read_log(log).rows["iter"]]
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def main(argv=None):
     import numpy as np
 
     from imitation.envs import GymMDP
-    from imitation.training import RunState, train_loop
+    from imitation.training import RunState, TrainingLog, train_loop
     from policyopt import FiniteSpace, SimConfig, nn, rl
 
     mdp = GymMDP(args.env_name, obs_adapter=args.obs_adapter, max_traj_len=args.max_traj_len,
@@ -104,7 +104,7 @@ def main(argv=None):
                   f"{args.max_iter}); nothing to do")
             return
         print(f"resuming {args.log} at iteration {start}", flush=True)
-    log = nn.TrainingLog(args.log, attrs=vars(args))
+    log = TrainingLog(args.log, attrs=vars(args))
     try:
         train_loop(opt.step, log, [policy, vf], args.max_iter, args.save_freq, args.print_freq,
                    start_iter=start, extra_state=state.saver(lambda: opt.curr_iter - 1))

@@ -57,18 +57,11 @@ class Log:
     def __init__(self, path, label):
         import numpy as np
 
-        from imitation.snapshots import open_h5
+        from imitation.training import read_log
 
         self.path, self.label = path, label
-        with open_h5(path) as f:
-            if "log" not in f:
-                raise cli.UserError(f"{path} has no `log` table (not a training log; top-level "
-                                    f"entries: {', '.join(sorted(f.keys())[:6]) or 'none'})")
-            d = f["log"]
-            if not hasattr(d, "dtype") or d.dtype.names is None or d.ndim != 1:
-                raise cli.UserError(f"{path}: `log` is not a table of named columns")
-            rows = d[()]
-            self.finished = f.attrs.get("finished")
+        run = read_log(path)
+        rows, self.finished = run.rows, run.finished
         self.columns = {}
         for name in rows.dtype.names:
             col = rows[name]

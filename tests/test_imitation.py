@@ -13,6 +13,7 @@ import pytest
 import tables
 from scipy.special import expit, log_expit
 
+from imitation.training import TrainingLog
 from policyopt import ContinuousSpace, FiniteSpace, SimConfig, imitation, nn, rl
 from conftest import load_script
 
@@ -628,7 +629,7 @@ def test_imitate_requires_mode_and_data_unless_resuming(argv, missing, capsys):
 
 def test_training_log_header_repeats_every_20_rows():
     out = io.StringIO()
-    log = nn.TrainingLog(None, out=out)
+    log = TrainingLog(None, out=out)
     for i in range(45):
         log.write([("iter", i), ("trueret", float(i) * 1.5)])
     lines = out.getvalue().splitlines()

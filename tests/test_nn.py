@@ -1,12 +1,10 @@
-"""policyopt.nn: flat parameters, HDF5 snapshots, feed-forward nets, standardizers, the log."""
-import io
+"""policyopt.nn: flat parameters, HDF5 snapshots, feed-forward nets, standardizers."""
 import json
 
 import h5py
 import numpy as np
 import pytensor.tensor as pt
 import pytest
-import tables
 
 from policyopt import ContinuousSpace, nn, rl, thutil
 
@@ -315,84 +313,3 @@ def test_noop_standardizer_passes_through(rng):
     np.testing.assert_array_equal(st.unstandardize(X), X)
     x = pt.matrix("x", shape=(None, 3))
     np.testing.assert_array_equal(thutil.function([x], st.standardize_expr(x) * 1.)(X), X)
-
-
-# -------------------------------------------------------------------------- TrainingLog
-
-def test_training_log_file_and_printing(tmp_path, rng):
-    fn = str(tmp_path / "log.h5")
-    attrs = {"env_name": "Hopper-v5", "max_kl": 0.01, "seed": 3}
-    out = io.StringIO()
-    log = nn.TrainingLog(fn, attrs=attrs, out=out)
-    _, net = _net("logged")
-    rows = [(i, float(rng.normal()), float(rng.uniform())) for i in range(25)]
-    for i, a, b in rows:
-        log.write([("iter", i), ("loss", a), ("kl", b)])
-    log.save(snapshot_iter=3, models=[net])
-    assert log.rows_written() == 25
-
-    with pytest.raises(ValueError):
-        log.write([("iter", 25), ("kl", 0.1), ("loss", 0.2)])
-    with pytest.raises(ValueError):
-        log.write([("iter", 25), ("loss", 0.2)])
-
-    # a second save appends
-    log.write([("iter", 25), ("loss", 1.5), ("kl", 0.25)])
-    log.save()
-    rows.append((25, 1.5, 0.25))
-
-    with tables.open_file(fn, "r") as f:
-        t = f.root.log
-        assert t.nrows == 26
-        assert list(t.colnames) == ["iter", "loss", "kl"]
-        np.testing.assert_array_equal(t.col("iter"), [r[0] for r in rows])
-        np.testing.assert_array_equal(t.col("loss"), [r[1] for r in rows])
-        np.testing.assert_array_equal(t.col("kl"), [r[2] for r in rows])
-        assert json.loads(f.root._v_attrs.args) == attrs
-    with h5py.File(fn, "r") as f:
-        for v in net.get_variables():
-            path = "snapshots/iter0000003" + v.name
-            assert path in f
-            np.testing.assert_array_equal(f[path][()], v.get_value())
-
-    lines = out.getvalue().splitlines()
-    # header + rule every 20 rows: 2 + 20 + 2 + 6 lines
-    assert len(lines) == 30
-    header_idx = [i for i, l in enumerate(lines) if l.split() == ["iter", "loss", "kl"]]
-    assert header_idx == [0, 22]
-    assert set(lines[1].replace(" ", "")) == {"-"}
-    assert lines[2].split()[0] == "0" and lines[24].split()[0] == "20"
-    np.testing.assert_allclose(float(lines[2].split()[1]), rows[0][1], rtol=1e-4)
-
-    # reopening the file picks up the columns, so a mismatching row is refused
-    log2 = nn.TrainingLog(fn, out=io.StringIO())
-    with pytest.raises(ValueError):
-        log2.write([("iter", 26), ("loss", 0.)])
-
-
-def test_training_log_records_library_versions(tmp_path, monkeypatch):
-    """One `versions` entry while the libraries stay the same; a resume after an upgrade
-    appends the new versions, keeping the old."""
-    import pytensor as pt_pkg
-
-    from policyopt import util
-
-    fn = str(tmp_path / "log.h5")
-    log = nn.TrainingLog(fn, attrs={}, out=io.StringIO())
-    for i in range(2):
-        log.write([("iter", i)])
-        log.save()
-
-    def history():
-        with tables.open_file(fn, "r") as f:
-            return json.loads(f.root._v_attrs.versions)
-
-    first = history()
-    assert len(first) == 1
-    assert first[0]["pytensor"] == pt_pkg.__version__ and first[0]["numpy"] == np.__version__
-    upgraded = dict(first[0], mujoco="99.0.0")
-    monkeypatch.setattr(util, "library_versions", lambda: dict(upgraded))
-    resumed = nn.TrainingLog(fn, out=io.StringIO())
-    resumed.write([("iter", 2)])
-    resumed.save()
-    assert history() == [first[0], upgraded]

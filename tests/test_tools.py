@@ -42,7 +42,7 @@ def expert(*parts):
 # ---------------------------------------------------------------------------------- showlog
 
 def write_log(path, fields_fn, n):
-    from policyopt.nn import TrainingLog
+    from imitation.training import TrainingLog
 
     log = TrainingLog(str(path), attrs={"env_name": "CartPole-v1"})
     for i in range(n):
