@@ -41,7 +41,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # run as `python benchmarks/bench_backends.py` without installing
     sys.path.insert(0, REPO)
 
-from policyopt import ContinuousSpace, backend, imitation, nn, rl  # noqa: E402
+from policyopt import ContinuousSpace, backend, blas, imitation, nn, rl  # noqa: E402
 
 OBS_DIM, ACT_DIM = 11, 3   # Hopper
 HORIZON = 1000             # Hopper's time limit: the discriminator's time_scale is 1/horizon
@@ -289,7 +289,7 @@ def main(argv=None):
         ("rows", ",".join(str(r) for r in args.rows)),
         ("expert_rows", str(EXPERT_ROWS)),
         ("repeats", str(args.repeats)),
-        ("blas", backend.blas_status.source),
+        ("blas", blas.blas_status.source),
         ("load_avg_1min", f"{os.getloadavg()[0]:.2f}"),
     ]
     for name, value in out:

@@ -35,7 +35,7 @@ if __name__ == "__main__":
 
 import numpy as np  # noqa: E402
 
-from policyopt import ContinuousSpace, backend, nn, rl  # noqa: E402
+from policyopt import ContinuousSpace, backend, blas, nn, rl  # noqa: E402
 
 OBS_DIM, ACT_DIM = 11, 3  # Hopper
 PARAM_ORDER = ["layer_0/AffineLayer/W", "layer_0/AffineLayer/b", "layer_2/AffineLayer/W",
@@ -193,9 +193,10 @@ def blas_threads():
 
 
 def give_numpy_its_blas_threads(n):
-    """`import policyopt` runs NumPy's bundled OpenBLAS single-threaded (see
-    policyopt.backend.limit_numpy_blas_threads); the NumPy reference here gets the threads a
+    """The first compile runs NumPy's bundled OpenBLAS single-threaded (see
+    policyopt.blas.limit_numpy_blas_threads); the NumPy reference here gets the threads a
     standalone NumPy program would have."""
+    blas.setup()  # what the first compile does, so that it cannot undo the setting below
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
@@ -300,7 +301,7 @@ def main(argv=None):
     out.append(("kl_hvp_max_rel_err", f"{hvp_err:.2e}"))
     out.append(("rows", str(args.rows)))
     out.append(("repeats", str(args.repeats)))
-    out.append(("blas", backend.blas_status.source))
+    out.append(("blas", blas.blas_status.source))
     out.append(("blas_threads", blas_threads()))
     out.append(("load_avg_1min", f"{os.getloadavg()[0]:.2f}"))
     for name, value in out:

@@ -3,19 +3,16 @@
 This module holds the data types the algorithms pass around: observation/action spaces,
 trajectories and ragged batches of them, the sampling configuration, and the MDP interface.
 
-Importing the package links PyTensor's C backend to a real BLAS, runs the BLAS copies inside
-NumPy's and SciPy's wheels single-threaded, and makes malloc recycle large freed blocks (see
-`policyopt.backend`).
+Importing the package has no side effects: the first compiled graph links PyTensor's C backend
+to a real BLAS, runs the BLAS copies inside NumPy's and SciPy's wheels single-threaded, and
+makes malloc recycle large freed blocks (`policyopt.blas.setup`, called by
+`policyopt.backend.compile_mode`).
 """
 from dataclasses import dataclass
 
 import numpy as np
 
-from policyopt import backend as _backend
-
-_backend.configure_blas()
-_backend.limit_numpy_blas_threads()
-_backend.reuse_freed_heap_memory()
+from policyopt import backend  # noqa: F401  (policyopt.backend, as before)
 
 
 # ----------------------------------------------------------------------------------- spaces

@@ -1,4 +1,5 @@
-"""The compile backend: C VM linker, a real BLAS behind the matrix products, the FastTanh kernel."""
+"""The compile backend: C VM linker, a real BLAS behind the matrix products (policyopt.blas),
+the FastTanh kernel."""
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ import pytensor.tensor as pt
 import pytest
 
 import policyopt
-from policyopt import backend, cops, thutil
+from policyopt import backend, blas, cops, thutil
 
 BLAS_OPS = {"Dot22", "Gemm", "Dot22Scalar", "CGemv", "Gemv"}
 
@@ -47,13 +48,13 @@ def _last_json(stdout):
 @requires_c
 def test_compiled_graphs_use_c_vm_and_blas(rng):
     assert backend.get_backend() == "c"
-    assert pytensor.config.blas__ldflags.strip() != ""
-    assert backend.blas_status.source not in ("none found", "not configured", "no C++ compiler")
-    assert backend.blas_status.ldflags == pytensor.config.blas__ldflags
-
     A, B = pt.matrix("A"), pt.matrix("B")
     v = pt.vector("v")
     f = thutil.function([A, B, v], [pt.dot(A, B), pt.dot(A, v)])
+    # the compile linked the BLAS (policyopt.blas.setup, at the first compile)
+    assert pytensor.config.blas__ldflags.strip() != ""
+    assert blas.blas_status.source not in ("none found", "not configured", "no C++ compiler")
+    assert blas.blas_status.ldflags == pytensor.config.blas__ldflags
     X, Y, z = rng.normal(size=(4, 3)), rng.normal(size=(3, 5)), rng.normal(size=3)
     out_mm, out_mv = f(X, Y, z)
     np.testing.assert_allclose(out_mm, X @ Y, rtol=1e-13, atol=1e-14)
@@ -92,7 +93,7 @@ def test_cold_cache_import_links_blas(tmp_path):
         import numpy as np
         import pytensor, pytensor.tensor as pt
         import policyopt
-        from policyopt import backend, thutil
+        from policyopt import blas, thutil
         ok = False
         A = pt.matrix("A")
         f = thutil.function([A], pt.dot(A, A.T))
@@ -100,7 +101,7 @@ def test_cold_cache_import_links_blas(tmp_path):
         ok = bool(np.allclose(f(x), x @ x.T))
         ops = [type(n.op).__name__ for n in f.fn.maker.fgraph.toposort()]
         print(json.dumps({"ldflags": pytensor.config.blas__ldflags,
-                          "source": backend.blas_status.source, "ok": ok, "ops": ops}))
+                          "source": blas.blas_status.source, "ok": ok, "ops": ops}))
     """, tmp_path / "compiledir")
     assert res.returncode == 0, res.stderr
     info = _last_json(res.stdout)
@@ -120,7 +121,7 @@ def test_blas_candidate_order_prefers_newer_bundled_openblas():
     sys_mkl = ("system mkl_rt in /opt", ["-lmkl_rt"], "/opt/libmkl_rt.so")
     bundled = ("SciPy's bundled OpenBLAS", ["-lscipy_openblas"], "/x/libscipy_openblas.so")
     versions = {sys_ob[2]: (0, 3, 21), bundled[2]: (0, 3, 30)}
-    order = backend._order_candidates
+    order = blas._order_candidates
     assert order([sys_ob], [bundled], versions.get) == [bundled, sys_ob]
     versions[sys_ob[2]] = (0, 3, 30)  # same release: the system library stays first
     assert order([sys_ob], [bundled], versions.get) == [sys_ob, bundled]
@@ -132,12 +133,12 @@ def test_blas_candidate_order_prefers_newer_bundled_openblas():
 
 
 def test_openblas_version_of_scipys_bundled_library():
-    cands = backend._scipy_openblas_candidate()
+    cands = blas._scipy_openblas_candidate()
     if not cands:
         pytest.skip("SciPy bundles no LP64 OpenBLAS")
-    v = backend._openblas_version(cands[0][2])
+    v = blas._openblas_version(cands[0][2])
     assert v is not None and len(v) == 3 and v >= (0, 3, 0), v
-    assert backend._openblas_version(__file__) is None  # not a library at all
+    assert blas._openblas_version(__file__) is None  # not a library at all
 
 
 @requires_c
@@ -146,13 +147,13 @@ def test_scipy_bundled_openblas_route(tmp_path):
         import json, shutil, subprocess
         import numpy as np
         import pytensor, pytensor.tensor as pt
-        from policyopt import backend, thutil
-        cands = backend._scipy_openblas_candidate()
+        from policyopt import blas, thutil
+        cands = blas._scipy_openblas_candidate()
         if not cands:
             print(json.dumps({"skip": "SciPy bundles no LP64 OpenBLAS"}))
             raise SystemExit(0)
         name, flags, lib = cands[0]
-        if not backend._try_link(flags):
+        if not blas._try_link(flags):
             print(json.dumps({"linked": False, "lib": lib}))
             raise SystemExit(0)
         pytensor.config.blas__ldflags = " ".join(flags)
@@ -264,12 +265,12 @@ def test_fast_bias_tanh_folds_the_bias_add(rng):
 _HEAP_PROBE = """
 import json, os
 import numpy as np
-import policyopt
+import policyopt.blas
 
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
-took = policyopt.backend.reuse_freed_heap_memory()
+took = policyopt.blas.reuse_freed_heap_memory()
 before = rss()
 a = np.ones(8 << 20)  # 64 MiB, every page touched
 del a
@@ -285,7 +286,7 @@ print(json.dumps({"took": took, "kept_mb": kept / 2 ** 20, "grew_mb": grew / 2 *
 def test_freed_large_blocks_stay_for_reuse(setting):
     """With the default setting a freed 64 MiB array stays mapped and the next one reuses it;
     POLICYOPT_HEAP_REUSE=0 leaves glibc's defaults (the block goes back to the kernel)."""
-    env = dict(os.environ, **{backend.HEAP_REUSE_ENV_VAR: setting})
+    env = dict(os.environ, **{blas.HEAP_REUSE_ENV_VAR: setting})
     res = subprocess.run([sys.executable, "-c", _HEAP_PROBE], env=env, capture_output=True,
                          text=True, timeout=240)
     assert res.returncode == 0, res.stderr
@@ -319,15 +320,15 @@ def test_backend_from_environment(monkeypatch):
 
 def test_package_import_configured_blas():
     # importing policyopt configured BLAS exactly once, before anything was compiled
-    assert policyopt.backend.blas_status.source != "not configured"
+    assert policyopt.blas.blas_status.source != "not configured"
 
 
 def test_scipy_openblas_flags_raise_no_pytensor_library_warning(caplog):
     import logging
 
-    from pytensor.tensor import blas
+    from pytensor.tensor import blas as pt_blas
 
-    cands = backend._scipy_openblas_candidate()
+    cands = blas._scipy_openblas_candidate()
     if not cands:
         pytest.skip("SciPy bundles no LP64 OpenBLAS")
     flags = " ".join(cands[0][1])
@@ -338,8 +339,8 @@ def test_scipy_openblas_flags_raise_no_pytensor_library_warning(caplog):
     logger.addHandler(handler)
     try:
         # unwrap functools.cache: parse afresh, exactly as PyTensor does when compiling a Dot22
-        blas._ldflags.__wrapped__(ldflags_str=flags, libs=False, flags=False, libs_dir=True,
-                                  include_dir=False)
+        pt_blas._ldflags.__wrapped__(ldflags_str=flags, libs=False, flags=False, libs_dir=True,
+                                     include_dir=False)
     finally:
         logger.removeHandler(handler)
     msgs = [r.getMessage() for r in records]
