@@ -31,7 +31,8 @@ import warnings
 import numpy as np
 
 from policyopt import SimConfig, nn, rl
-from imitation.envs import GymMDP, default_batch_size, default_num_workers
+from imitation.envs import GymMDP
+from imitation.sampler import default_batch_size, default_num_workers
 
 # The standard deviation of U(-1, 1): the policy's action noise is set to it so that both sides
 # act with the same spread (Hopper's episodes, hence its per-episode reset costs, depend on it).

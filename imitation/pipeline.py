@@ -140,7 +140,7 @@ def make_client(scheduler=None, cluster=None, n_workers=None, cluster_jobs=1,
         c = cls(**kw)
         c.scale(jobs=cluster_jobs)
         return Client(c)
-    from imitation.envs import default_num_workers
+    from imitation.sampler import default_num_workers
 
     lc = LocalCluster(n_workers=n_workers or default_num_workers(), threads_per_worker=1,
                       processes=True, dashboard_address=None)

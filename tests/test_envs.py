@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from imitation import envs
+from imitation import envs, sampler
 from imitation.envs import GymMDP, LEGACY_ENV_IDS, OBS_ADAPTERS, resolve_env
 from imitation.errors import EnvError
 from policyopt import ContinuousSpace, FiniteSpace, SimConfig, TrajBatch, nn, rl
@@ -420,7 +420,7 @@ def test_worker_pool_uses_two_processes_and_close_terminates_them():
         pools = list(mdp._pools.values())
         assert len(pools) == 1
         pool = pools[0]
-        assert isinstance(pool, envs.SamplerPool)
+        assert isinstance(pool, sampler.SamplerPool)
         procs = list(pool.procs)
         assert len(procs) == 2
         assert all(p.is_alive() for p in procs)
@@ -443,10 +443,10 @@ def test_worker_pool_uses_two_processes_and_close_terminates_them():
 
 
 def test_split_quota():
-    assert [envs.split_quota(7, 3, w) for w in range(3)] == [3, 2, 2]
-    assert sum(envs.split_quota(1001, 2, w) for w in range(2)) == 1001
-    assert envs.split_quota(-1, 2, 0) == -1
-    assert envs.split_quota(None, 2, 1) == -1
+    assert [sampler.split_quota(7, 3, w) for w in range(3)] == [3, 2, 2]
+    assert sum(sampler.split_quota(1001, 2, w) for w in range(2)) == 1001
+    assert sampler.split_quota(-1, 2, 0) == -1
+    assert sampler.split_quota(None, 2, 1) == -1
 
 
 # ------------------------------------------------------------------------- MuJoCo warnings
