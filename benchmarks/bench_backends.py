@@ -37,11 +37,7 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:  # run as `python benchmarks/bench_backends.py` without installing
-    sys.path.insert(0, REPO)
-
-from policyopt import ContinuousSpace, backend, blas, imitation, nn, rl  # noqa: E402
+from policyopt import ContinuousSpace, backend, blas, imitation, nn, rl
 
 OBS_DIM, ACT_DIM = 11, 3   # Hopper
 HORIZON = 1000             # Hopper's time limit: the discriminator's time_scale is 1/horizon

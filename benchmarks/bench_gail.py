@@ -19,7 +19,6 @@ Output: one ``name: value`` line per figure.
     python benchmarks/bench_gail.py [--iters 20] [--samples 50000] [--data FILE] [--workers W]
 """
 import argparse
-import importlib.util
 import multiprocessing as mp
 import os
 import resource
@@ -39,11 +38,9 @@ HOPPER_EXPERT = os.path.normpath(os.path.join(
 # ------------------------------------------------------------------------------ expert data
 
 def _sample_dataset_child(policy_string, out, num_trajs, seed):
-    spec = importlib.util.spec_from_file_location(
-        "sample_expert", os.path.join(REPO, "scripts", "sample_expert.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod.sample_dataset(policy_string, out, num_trajs, env_name="Hopper-v5", seed=seed,
+    from imitation.experts import sample_dataset
+
+    sample_dataset(policy_string, out, num_trajs, env_name="Hopper-v5", seed=seed,
                        verbose=False)
 
 

@@ -35,7 +35,7 @@ if __name__ == "__main__":
 
 import numpy as np  # noqa: E402
 
-from policyopt import ContinuousSpace, backend, blas, nn, rl  # noqa: E402
+from policyopt import ContinuousSpace, blas, nn, rl  # noqa: E402
 
 OBS_DIM, ACT_DIM = 11, 3  # Hopper
 PARAM_ORDER = ["layer_0/AffineLayer/W", "layer_0/AffineLayer/b", "layer_2/AffineLayer/W",

@@ -108,8 +108,7 @@ def main(argv=None):
     tmpdir = tempfile.mkdtemp(prefix="bench_startup_")
     try:
         if args.data is None:
-            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-            from bench_gail import build_expert_dataset
+            from bench_gail import build_expert_dataset  # beside this script
 
             args.data = build_expert_dataset(os.path.join(tmpdir, "hopper_4traj.h5"))
         cold = []

@@ -9,15 +9,12 @@ and prints the count of BLAS calls and PyTensor's profile summary (per op class,
 """
 import argparse
 import collections
-import os
-import sys
 
 import pytensor
 
 from policyopt import backend
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_graphs import make_problem  # noqa: E402
+from bench_graphs import make_problem  # beside this script
 
 BLAS_OPS = ("Dot22", "Dot22Scalar", "Gemm", "CGemv", "Gemv", "CGer", "Ger")
 

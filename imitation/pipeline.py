@@ -189,8 +189,11 @@ def run_train_job(job):
     t0 = time.time()
 
     # One BLAS thread per job: jobs already fill the cores, and OpenBLAS threads spinning
-    # against another job's slow both down several times.
-    env = dict(os.environ, **SINGLE_THREAD_ENV)
+    # against another job's slow both down several times. The job runs this checkout's package
+    # (a worktree's, not whichever one pip installed).
+    env = dict(os.environ, **SINGLE_THREAD_ENV,
+               PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT,
+                                                        os.environ.get("PYTHONPATH")])))
 
     def run(extra, mode):
         with open(log + ".out", mode) as out:
@@ -376,12 +379,7 @@ class Pipeline:
         """Phase 0: each task's full dataset (skipped when it exists)."""
         from tqdm import tqdm
 
-        import importlib.util
-
-        spec_ = importlib.util.spec_from_file_location(
-            "sample_expert", os.path.join(REPO_ROOT, "scripts", "sample_expert.py"))
-        mod = importlib.util.module_from_spec(spec_)
-        spec_.loader.exec_module(mod)
+        from imitation.experts import sample_dataset
         os.makedirs(os.path.join(self.out_dir, "data"), exist_ok=True)
         for task in tqdm(self.tasks, desc="0_sampletrajs", unit="task", file=sys.stderr):
             out = self.data_path(task)
@@ -389,7 +387,7 @@ class Pipeline:
                 self._check_dataset_setting(out)
                 continue
             policy, env = self.expert_of(task)
-            mod.sample_dataset(policy, out, self.spec.full_num_trajs, env_name=env,
+            sample_dataset(policy, out, self.spec.full_num_trajs, env_name=env,
                                deterministic=self.spec.deterministic_expert, seed=0,
                                data_subsamp_freq=task.data_subsamp_freq,
                                full_length_only=self.spec.full_length_only, verbose=False)

@@ -9,12 +9,8 @@ Works with the project's own logs and with the original authors' experts, e.g.
 The last line printed is always `return: <mean> +/- <std> (<n> trajectories)`.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from imitation import cli  # noqa: E402
+from imitation import cli
 
 
 def build_parser():

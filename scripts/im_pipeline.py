@@ -16,11 +16,8 @@ dask-jobqueue). Finished jobs are skipped, so an interrupted phase can be re-run
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from imitation import cli  # noqa: E402
+from imitation import cli
 
 PHASES = ("0_sampletrajs", "1_train", "2_eval", "3_report", "all")
 

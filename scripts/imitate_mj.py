@@ -13,12 +13,8 @@ policy snapshots (every --save_freq iterations) go to one HDF5 file for
 `scripts/eval_policy.py FILE.h5/snapshots/iterNNNNNNN`.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from imitation import cli  # noqa: E402
+from imitation import cli
 
 DEFAULT_MAX_ITER = {"ga": 501, "bclone": 20001}
 

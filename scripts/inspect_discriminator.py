@@ -17,12 +17,8 @@ the policy's reward held by its top 1% and 10% of pairs (near 100%: a sparse sig
 policy-pair inputs (obs[i], a[j]) most correlated with D's score.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from imitation import cli  # noqa: E402
+from imitation import cli
 
 
 def build_parser():
@@ -38,69 +34,14 @@ def build_parser():
     return p
 
 
-def load_discriminator(log, key, args, obs_space, action_space):
-    """The run's TransitionClassifier with the parameters and input standardizer of `key`."""
-    from imitation.snapshots import open_h5
-    from policyopt import imitation
-
-    reward = imitation.TransitionClassifier(
-        hidden_spec=args["policy_hidden_spec"], obsfeat_space=obs_space,
-        action_space=action_space, include_time=bool(args.get("reward_include_time", 0)),
-        favor_zero_expert_reward=bool(args.get("favor_zero_expert_reward", 0)))
-    with open_h5(log) as f:
-        if "TransitionClassifier" not in f[key]:
-            raise cli.UserError(f"{log}/{key} holds no discriminator (not a --reward_type nn "
-                                "GAIL run)")
-        reward.load_h5(f, key)
-    return reward
-
-
-def score_table(reward, policy, batch, ex_obs, ex_a, ex_t):
-    """[(row name, scores)] for the rows the module docstring lists."""
-    import numpy as np
-
-    o, a, t = batch.obsfeat.stacked, batch.a.stacked, batch.time.stacked
-    Da = a.shape[1]
-    mean_a = policy.compute_actiondist_params(o)[:, :Da]
-    ex_mean_a = policy.compute_actiondist_params(ex_obs)[:, :Da]
-    return [("policy", reward.compute_scores(o, a, t)),
-            ("policy, mean action", reward.compute_scores(o, mean_a, t)),
-            ("policy, zero action", reward.compute_scores(o, np.zeros_like(mean_a), t)),
-            ("expert", reward.compute_scores(ex_obs, ex_a, ex_t)),
-            ("expert, policy's mean action", reward.compute_scores(ex_obs, ex_mean_a, ex_t))]
-
-
-def reward_concentration(r_B, fractions=(0.01, 0.1)):
-    """Share of the total reward sum(r) held by the top fraction f of the pairs (ranked by
-    reward), for each f: sum of the ceil(f*B) largest r / sum(r). Needs r >= 0."""
-    import numpy as np
-
-    r_sorted = np.sort(np.asarray(r_B, dtype=float))[::-1]
-    total = r_sorted.sum()
-    return [float(r_sorted[:int(np.ceil(f * len(r_sorted)))].sum() / total) if total > 0
-            else np.nan for f in fractions]
-
-
-def top_correlations(x_B_D, s_B, names, k=5):
-    """The k input columns with the largest |Pearson correlation| with the scores:
-    [(name, corr)], constant columns skipped."""
-    import numpy as np
-
-    x = np.asarray(x_B_D, dtype=float) - np.mean(x_B_D, axis=0)
-    s = np.asarray(s_B, dtype=float) - np.mean(s_B)
-    denom = np.sqrt((x ** 2).sum(0) * (s ** 2).sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        corr = np.where(denom > 0, x.T @ s / denom, np.nan)
-    order = [i for i in np.argsort(-np.abs(np.nan_to_num(corr))) if np.isfinite(corr[i])]
-    return [(names[i], float(corr[i])) for i in order[:k]]
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     cli.setup_backend(args)
     import numpy as np
 
     from imitation.data import load_dataset, subsample
+    from imitation.diagnostics import (load_discriminator, reward_concentration, score_table,
+                                       top_correlations)
     from imitation.envs import GymMDP
     from imitation.snapshots import check_policy_fits, load_policy
     from policyopt import ContinuousSpace, SimConfig

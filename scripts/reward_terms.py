@@ -21,12 +21,8 @@ actions beyond the bounds push harder: a check on the simulator rather than on t
 The original experts' published returns match the clamped simulator, not the unclamped one.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from imitation import cli  # noqa: E402
+from imitation import cli
 
 
 def build_parser():
@@ -54,86 +50,9 @@ def build_parser():
     return p
 
 
-def unclamp_actuators(env):
-    """Turn off MuJoCo's clamping of `env`'s actuator controls to their ctrlrange."""
-    model = getattr(env.unwrapped, "model", None)
-    if model is None or not hasattr(model, "actuator_ctrllimited"):
-        raise cli.UserError(f"--unclamped_actuators: {env.spec.id} is not a MuJoCo task")
-    model.actuator_ctrllimited[:] = 0
-
-
-def episode_terms(spec, policy, num_trajs, seed, clip_actions=False, deterministic=False,
-                  unclamped_actuators=False):
-    """Roll out `num_trajs` episodes one at a time. Returns a dict of per-episode arrays:
-    'return', 'length', one entry per `reward_*` key of the environment's info (its sum over
-    the episode), and for Gaussian policies 'abs_mean' (mean |mean action|), 'stdev' (mean
-    standard deviation) and 'outside' (share of sampled components outside the bounds)."""
-    import numpy as np
-
-    from policyopt import ContinuousSpace
-
-    env = spec.make()
-    try:
-        if unclamped_actuators:
-            unclamp_actuators(env)
-        continuous = isinstance(policy.action_space, ContinuousSpace)
-        lo, hi = (env.action_space.low, env.action_space.high) if continuous else (None, None)
-        rng = np.random.default_rng(seed)
-        rows = []
-        for k in range(num_trajs):
-            obs, _ = env.reset(seed=seed + k)
-            row = {"return": 0., "length": 0}
-            abs_mean, stdev, outside = [], [], []
-            while True:
-                a_1_Da, actiondist_1_Pa = policy.sample_actions(spec.adapt(obs)[None], rng,
-                                                                 deterministic=deterministic)
-                a = a_1_Da[0]
-                if continuous:
-                    Da = len(a)
-                    abs_mean.append(np.abs(actiondist_1_Pa[0, :Da]).mean())
-                    stdev.append(actiondist_1_Pa[0, Da:].mean())
-                    outside.append(np.mean((a < lo) | (a > hi)))
-                    if clip_actions:
-                        a = np.clip(a, lo, hi)
-                else:
-                    a = int(a[0])
-                obs, r, terminated, truncated, info = env.step(a)
-                row["return"] += float(r)
-                row["length"] += 1
-                for key, v in info.items():
-                    if key.startswith("reward_"):
-                        row[key] = row.get(key, 0.) + float(v)
-                if terminated or truncated:
-                    break
-            if continuous:
-                row.update(abs_mean=np.mean(abs_mean), stdev=np.mean(stdev),
-                           outside=np.mean(outside))
-            rows.append(row)
-    finally:
-        env.close()
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    return {k: np.array([row.get(k, 0.) for row in rows], dtype=float) for k in keys}
-
-
-def format_terms(terms):
-    """The table the script prints: one line per reward term, their sum, the return."""
-    names = [k for k in terms if k.startswith("reward_")]
-    lines = [f"{'term':<16}{'mean':>11}{'std':>10}"]
-    rows = [(k, terms[k]) for k in names]
-    if names:  # 0 when the terms add up to the reward, as in Gymnasium's MuJoCo tasks
-        rows.append(("return - terms", terms["return"] - sum(terms[k] for k in names)))
-    rows += [("return", terms["return"]), ("length", terms["length"])]
-    for name, v in rows:
-        lines.append(f"{name:<16}{v.mean():>11.1f}{v.std():>10.1f}")
-    if "abs_mean" in terms:
-        lines.append(f"actions: mean |mean| {terms['abs_mean'].mean():.3f}, mean stdev "
-                     f"{terms['stdev'].mean():.3f}, outside the bounds "
-                     f"{100 * terms['outside'].mean():.1f}% of components")
-    return "\n".join(lines)
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from imitation.diagnostics import episode_terms, format_terms, unclamp_actuators
     from imitation.envs import GymMDP
     from imitation.snapshots import check_policy_fits, load_policy_for_env, policy_summary
 

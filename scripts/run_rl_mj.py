@@ -8,12 +8,8 @@ arguments and policy/value-function snapshots (every --save_freq iterations) go 
 file, whose snapshots `scripts/eval_policy.py FILE.h5/snapshots/iterNNNNNNN` evaluates.
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from imitation import cli  # noqa: E402
+from imitation import cli
 
 
 def build_parser():

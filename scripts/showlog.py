@@ -16,11 +16,8 @@ atomically (png, pdf or svg, by the extension of --out).
 """
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from imitation import cli  # noqa: E402
+from imitation import cli
 
 # Default panels: (title, [fields]); a panel is drawn when at least one log has one of them.
 DEFAULT_PANELS = [

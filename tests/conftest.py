@@ -1,5 +1,9 @@
+import os
+
 import numpy as np
 import pytest
+
+from imitation.experts import sample_dataset
 
 
 @pytest.fixture
@@ -11,20 +15,8 @@ def rng():
 # Small datasets sampled once per session from the original experts in ../shared (the directory
 # beside the repository root); tests that need them are skipped when ../shared is absent.
 
-import importlib.util  # noqa: E402
-import os  # noqa: E402
-
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERT_POLICIES_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "expert_policies"))
-
-
-def load_script(name):
-    """scripts/<name>.py as a module (the scripts are not a package); tests import this."""
-    path = os.path.join(REPO_ROOT, "scripts", name + ".py")
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _expert_file(*parts):
@@ -40,8 +32,7 @@ def cartpole_expert_data(tmp_path_factory):
     """10 trajectories of the original CartPole-v0 expert (GibbsPolicy, stochastic, seed 0)."""
     policy = _expert_file("classic", "CartPole-v0.h5")
     out = str(tmp_path_factory.mktemp("expert_data") / "cartpole_10.h5")
-    load_script("sample_expert").sample_dataset(policy, out, 10, seed=0, num_workers=0,
-                                           verbose=False)
+    sample_dataset(policy, out, 10, seed=0, num_workers=0, verbose=False)
     return out
 
 
@@ -50,9 +41,8 @@ def hopper_expert_data(tmp_path_factory):
     """4 trajectories of the original Hopper expert (iteration 500) on Hopper-v5, seed 0."""
     path = _expert_file("modern", "log_Hopper-v0_3.h5")
     out = str(tmp_path_factory.mktemp("expert_data") / "hopper_4.h5")
-    load_script("sample_expert").sample_dataset(path + "/snapshots/iter0000500", out, 4,
-                                           env_name="Hopper-v5", seed=0, num_workers=0,
-                                           verbose=False)
+    sample_dataset(path + "/snapshots/iter0000500", out, 4, env_name="Hopper-v5", seed=0,
+                   num_workers=0, verbose=False)
     return out
 
 
@@ -63,6 +53,5 @@ def cartpole_expert_data_deterministic(tmp_path_factory):
     actions are a function of the state, so a cloned policy can reach ~100% accuracy."""
     policy = _expert_file("classic", "CartPole-v0.h5")
     out = str(tmp_path_factory.mktemp("expert_data") / "cartpole_10_det.h5")
-    load_script("sample_expert").sample_dataset(policy, out, 10, seed=0, num_workers=0,
-                                           deterministic=True, verbose=False)
+    sample_dataset(policy, out, 10, seed=0, num_workers=0, deterministic=True, verbose=False)
     return out

@@ -395,10 +395,9 @@ class _ScriptedMDP:
 
 
 def _full_length(lengths, num_trajs, horizon=5):
-    from conftest import load_script
+    from imitation.experts import _sample_trajs
 
-    se = load_script("sample_expert")
-    return se._sample_trajs(_ScriptedMDP(lengths, horizon), None, num_trajs, None, False, True,
+    return _sample_trajs(_ScriptedMDP(lengths, horizon), None, num_trajs, None, False, True,
                             None, None)
 
 
@@ -425,11 +424,12 @@ def test_full_length_only_on_the_original_hopper_expert(tmp_path, hopper_expert_
     """On Hopper-v5 the original expert falls in some episodes (one of the first four with
     seed 0); the filtered dataset keeps the same seed's full-length trajectories, unchanged
     and in order, and samples on to replace the fallen ones."""
-    from conftest import _expert_file, load_script
+    from conftest import _expert_file
+    from imitation.experts import sample_dataset
 
     policy = _expert_file("modern", "log_Hopper-v0_3.h5") + "/snapshots/iter0000500"
     out = str(tmp_path / "hopper_full.h5")
-    load_script("sample_expert").sample_dataset(
+    sample_dataset(
         policy, out, 4, env_name="Hopper-v5", seed=0, num_workers=0, full_length_only=True,
         verbose=False)
     with h5py.File(hopper_expert_data, "r") as f:

@@ -4,11 +4,11 @@ a file and an attribute that exist, every backticked `path/file.py` must exist, 
 must cite the same references, and both must cover every step of the outline (initialisation:
 MDP, policy, expert data, discriminator, value function, optimizer; iteration: sampling,
 advantages, policy step, discriminator step, value step), each step citing the code."""
+import ast
 import importlib
 import importlib.util
 import os
 import re
-import sys
 
 import pytest
 
@@ -79,23 +79,35 @@ def file_refs(text):
 _modules = {}
 
 
+def _outline(node):
+    """The names an AST body defines at its top level, classes with their own bodies."""
+    from types import SimpleNamespace
+
+    names = {}
+    for n in node.body:
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names[n.name] = SimpleNamespace()
+        elif isinstance(n, ast.ClassDef):
+            names[n.name] = _outline(n)
+        elif isinstance(n, ast.Assign):
+            names.update({t.id: SimpleNamespace() for t in n.targets if isinstance(t, ast.Name)})
+    return SimpleNamespace(**names)
+
+
 def load_module(relpath):
-    """Import the module at `relpath` (relative to the repository root): package modules by
-    their dotted name, anything else (scripts/) from its file under a private name."""
+    """The module at `relpath` (relative to the repository root): package modules imported by
+    their dotted name; anything else (scripts/, which are run, never imported) as the outline
+    of what its source defines."""
     if relpath in _modules:
         return _modules[relpath]
-    if REPO_ROOT not in sys.path:
-        sys.path.insert(0, REPO_ROOT)
     parts = relpath[:-len(".py")].split("/")
     pkg_dir = os.path.join(REPO_ROOT, *parts[:-1])
     if len(parts) > 1 and os.path.exists(os.path.join(pkg_dir, "__init__.py")):
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         mod = importlib.import_module(name)
     else:
-        name = "_docs_" + re.sub(r"\W", "_", relpath[:-len(".py")])
-        spec = importlib.util.spec_from_file_location(name, os.path.join(REPO_ROOT, relpath))
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        with open(os.path.join(REPO_ROOT, relpath)) as f:
+            mod = _outline(ast.parse(f.read()))
     _modules[relpath] = mod
     return mod
 

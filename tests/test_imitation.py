@@ -1,6 +1,7 @@
 """policyopt.imitation (TransitionClassifier, LinearReward, behavioural cloning, the GAIL loop)
 and scripts/imitate_mj.py end to end (SPEC sections 4 "imitation", 5, 6)."""
 import io
+import json
 import os
 import re
 import subprocess
@@ -13,9 +14,9 @@ import pytest
 import tables
 from scipy.special import expit, log_expit
 
+from imitation import diagnostics
 from imitation.training import TrainingLog
 from policyopt import ContinuousSpace, FiniteSpace, SimConfig, imitation, nn, rl
-from conftest import load_script
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO_ROOT, "scripts")
@@ -595,35 +596,38 @@ def test_imitate_help_mentions_every_flag():
         assert re.search(re.escape(flag) + r"\b", res.stdout), flag
 
 
-def test_imitate_parser_defaults_follow_spec():
-    args = load_script("imitate_mj").build_parser().parse_args(["--mode", "ga", "--data", "x"])
-    expected = dict(limit_trajs=None, data_subsamp_freq=None, env_name=None, max_traj_len=None,
-                    policy_hidden_spec=None, tiny_policy=False, obsnorm_mode="expertdata",
+def test_imitate_parser_defaults_follow_spec(tmp_path):
+    """The arguments a run stores are the original's defaults (SPEC section 5)."""
+    log = tmp_path / "defaults.h5"
+    run_ok("imitate_mj", "--mode", "ga", "--data", os.path.join(REPO_ROOT, "expert_trajs",
+                                                                "cartpole.h5"),
+           "--max_iter", 1, "--min_total_sa", 100, "--num_workers", 0, "--log", log)
+    with h5py.File(log, "r") as f:
+        args = SimpleNamespace(**json.loads(f.attrs["args"]))
+    expected = dict(limit_trajs=None, env_name="CartPole-v0", max_traj_len=None,
+                    tiny_policy=False, obsnorm_mode="expertdata",
                     bclone_lr=1e-3, bclone_batch_size=128, bclone_eval_ntrajs=20,
                     bclone_eval_freq=1000, bclone_train_frac=0.7, discount=0.995, lam=0.97,
                     policy_max_kl=0.01, policy_cg_damping=0.1, no_vf=0, vf_max_kl=0.01,
                     vf_cg_damping=0.1, policy_ent_reg=0., reward_type="nn", reward_lr=0.01,
                     reward_steps=1, reward_ent_reg_weight=1e-3, reward_include_time=0,
-                    min_total_sa=50000, favor_zero_expert_reward=0, print_freq=1,
-                    save_freq=20, log=None)
+                    favor_zero_expert_reward=0, save_freq=20)
     for k, v in expected.items():
         assert getattr(args, k) == v, k
-    parser = load_script("imitate_mj").build_parser()
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--mode", "gail", "--data", "x"])
+    assert args.policy_hidden_spec == nn.DEFAULT_HIDDEN_SPEC  # resolved from None
+    res = run_script("imitate_mj", "--mode", "gail", "--data", "x")
+    assert res.returncode == 2 and "invalid choice: 'gail'" in res.stderr
 
 
 @pytest.mark.parametrize("argv,missing", [(["--data", "x"], "--mode"),
                                           (["--mode", "ga"], "--data"),
                                           ([], "--mode, --data")])
-def test_imitate_requires_mode_and_data_unless_resuming(argv, missing, capsys):
+def test_imitate_requires_mode_and_data_unless_resuming(argv, missing):
     """--mode and --data are required (argparse's usage error, exit 2) except with --resume,
     which takes them from the run's log."""
-    main = load_script("imitate_mj").main
-    with pytest.raises(SystemExit) as e:
-        main(argv)
-    assert e.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+    res = run_script("imitate_mj", *argv)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].endswith(
         f"the following arguments are required: {missing}")
 
 
@@ -776,7 +780,7 @@ def test_gail_hopper_smoke(hopper_expert_data, tmp_path):
 def test_inspect_discriminator_action_swaps(rng, blind_to):
     """A discriminator whose first layer ignores the action inputs scores the action-swapped
     rows exactly like the originals; one that reads the actions does not."""
-    score_table = load_script("inspect_discriminator").score_table
+    score_table = diagnostics.score_table
     clf, _, _ = _make_classifier(False, rng)            # obs 3, actions 2
     if blind_to == "actions":
         W = clf.get_trainable_variables()[0]             # layer_0 W, (obs + actions) x hidden
@@ -799,7 +803,7 @@ def test_inspect_discriminator_action_swaps(rng, blind_to):
 
 
 def test_inspect_discriminator_reward_concentration_hand_computed():
-    concentration = load_script("inspect_discriminator").reward_concentration
+    concentration = diagnostics.reward_concentration
     # 200 pairs: the 2 largest (top 1%) hold 10 + 6 of 40, the top 20 (10%) 10 + 6 + 18 * 1
     r = np.concatenate([[6., 10.], np.ones(18), np.zeros(180)])
     np.testing.assert_allclose(concentration(np.random.default_rng(0).permutation(r)),
@@ -809,7 +813,7 @@ def test_inspect_discriminator_reward_concentration_hand_computed():
 
 
 def test_inspect_discriminator_top_correlations(rng):
-    top = load_script("inspect_discriminator").top_correlations
+    top = diagnostics.top_correlations
     x = rng.normal(size=(500, 4))
     x[:, 2] = 1.                                          # constant: skipped
     s = -3. * x[:, 1] + 0.5 * x[:, 3]
@@ -822,10 +826,8 @@ def test_inspect_discriminator_top_correlations(rng):
     assert got[0][1] < -0.9
 
 
-def test_run_rl_requires_env_name_unless_resuming(capsys):
-    main = load_script("run_rl_mj").main
-    with pytest.raises(SystemExit) as e:
-        main(["--max_iter", "1"])
-    assert e.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+def test_run_rl_requires_env_name_unless_resuming():
+    res = run_script("run_rl_mj", "--max_iter", "1")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].endswith(
         "the following arguments are required: --env_name")

@@ -22,7 +22,6 @@ from collections import namedtuple
 import h5py
 import numpy as np
 import pytest
-from conftest import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATASET = os.path.join(REPO, "expert_trajs", "cartpole.h5")             # CartPole-v0, 10 trajs
@@ -237,15 +236,40 @@ def _policy_nan(path):
         ds[...] = w
 
 
-def _fake_log(script_name, argv, spec="default"):
-    """A file that looks like a log of `script_name` (root attribute args), no resume state."""
+_REAL_LOGS = {}
+
+
+def _real_log(script_name, argv):
+    """A one-iteration log of `script_name` run for real (once per session, then copied)."""
+    key = (script_name, tuple(argv))
+    if key not in _REAL_LOGS:
+        import tempfile
+
+        path = os.path.join(tempfile.mkdtemp(prefix="reliability_log_"), "log.h5")
+        res = subprocess.run(script(script_name, *argv, "--max_iter", "1", "--min_total_sa",
+                                    "100", "--tiny_policy", "--num_workers", "0", "--log", path),
+                             capture_output=True, text=True, cwd=REPO, timeout=600)
+        assert res.returncode == 0, res.stderr
+        _REAL_LOGS[key] = path
+    return _REAL_LOGS[key]
+
+
+def _fake_log(script_name, argv, spec="default", **overrides):
+    """A log of `script_name` with the arguments its parser stores (from a real one-iteration
+    run), the default network spec (or `spec`), `overrides` in its arguments, no resume
+    state and no snapshots."""
     def build(path):
         from policyopt import nn
 
-        args = load_script(script_name).build_parser().parse_args(argv + ["--log", path])
-        args.policy_hidden_spec = nn.DEFAULT_HIDDEN_SPEC if spec == "default" else spec
-        with h5py.File(path, "w") as f:
-            f.attrs["args"] = json.dumps(vars(args), sort_keys=True)
+        shutil.copyfile(_real_log(script_name, argv), path)
+        with h5py.File(path, "a") as f:
+            args = json.loads(f.attrs["args"])
+            args.update(overrides, tiny_policy=False,
+                        policy_hidden_spec=nn.DEFAULT_HIDDEN_SPEC if spec == "default" else spec)
+            f.attrs["args"] = json.dumps(args, sort_keys=True)
+            for k in ("resume", "snapshots", "log"):
+                del f[k]
+            del f.attrs["finished"]
     return build
 
 
@@ -262,8 +286,9 @@ FIXTURE_FILES = {
     "bad_freq": lambda p: _copy_dataset(p, attrs={"data_subsamp_freq": -5}),
     "policy": lambda p: shutil.copyfile(POLICY, p),
     "policy_nan": _policy_nan,
-    "log_rl": _fake_log("run_rl_mj", ["--env_name", "CartPole-v1"]),
-    "log_bad_spec": _fake_log("run_rl_mj", ["--env_name", "CartPole-v1"], spec='[{"n": 3}]'),
+    "log_rl": _fake_log("run_rl_mj.py", ["--env_name", "CartPole-v1"]),
+    "log_bad_spec": _fake_log("run_rl_mj.py", ["--env_name", "CartPole-v1"],
+                              spec='[{"n": 3}]'),
     "log_ga": None,  # needs {good}: built in _build_case
     "bad_yaml": lambda p: open(p, "w").write("suite: [unclosed\n"),
     "incomplete_yaml": lambda p: open(p, "w").write(
@@ -280,7 +305,8 @@ def _build_case(c, d):
     for n in sorted(names - {"log_ga"}):
         FIXTURE_FILES[n](paths[n])
     if "log_ga" in names:
-        _fake_log("imitate_mj", ["--mode", "ga", "--data", paths["good"]])(paths["log_ga"])
+        _fake_log("imitate_mj.py", ["--mode", "ga", "--data", DATASET],
+                  data=paths["good"])(paths["log_ga"])
     paths["d"] = d
     return [re.sub(r"\{(\w+)\}", lambda m: paths[m.group(1)], a) for a in c.args]
 

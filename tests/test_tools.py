@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "scripts")
@@ -22,14 +21,12 @@ def run_script(name, *args, timeout=120, env=None):
                           env=None if env is None else {**os.environ, **env})
 
 
-def run_in_process(mod, argv, capsys):
-    """cli.run_main(mod.main, argv) -> (exit status, stdout, stderr)."""
-    from imitation import cli
-
-    with pytest.raises(SystemExit) as ei:
-        cli.run_main(mod.main, [str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return ei.value.code, out, err
+def run_cli(name, argv, env=None):
+    """scripts/<name>.py argv in a subprocess -> (exit status, stdout, stderr)."""
+    res = subprocess.run([sys.executable, os.path.join(REPO, "scripts", name + ".py"),
+                          *map(str, argv)], capture_output=True, text=True, cwd=REPO,
+                         timeout=600, env=env)
+    return res.returncode, res.stdout, res.stderr
 
 
 def expert(*parts):
@@ -75,11 +72,10 @@ def assert_png(path):
     assert img[..., :3].std() > 0.01  # something is drawn
 
 
-def test_showlog_two_logs(two_logs, tmp_path, capsys):
+def test_showlog_two_logs(two_logs, tmp_path):
     im, rl = two_logs
     out = tmp_path / "curves.png"
-    code, stdout, err = run_in_process(load_script("showlog"),
-                                       [im, rl, "--out", out, "--smooth", "3"], capsys)
+    code, stdout, err = run_cli("showlog", [im, rl, "--out", out, "--smooth", "3"])
     assert code == 0, err
     assert_png(out)
     lines = stdout.splitlines()
@@ -105,7 +101,7 @@ def test_showlog_fields_labels_subprocess(two_logs, tmp_path):
 
 @pytest.mark.parametrize("case", ["missing", "not_hdf5", "no_log_table", "unknown_field",
                                   "out_is_input", "labels_count"])
-def test_showlog_bad_input(case, two_logs, tmp_path, capsys):
+def test_showlog_bad_input(case, two_logs, tmp_path):
     import h5py
 
     im, rl = two_logs
@@ -122,7 +118,7 @@ def test_showlog_bad_input(case, two_logs, tmp_path, capsys):
     if case == "out_is_input":  # a log that happens to be named like an image
         os.link(im, tmp_path / "same.png")
     before = open(im, "rb").read()
-    code, stdout, err = run_in_process(load_script("showlog"), argv, capsys)
+    code, stdout, err = run_cli("showlog", argv)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
     expected = {"missing": "no such file", "not_hdf5": "not a readable HDF5 file",
@@ -138,7 +134,7 @@ def test_showlog_bad_input(case, two_logs, tmp_path, capsys):
 @pytest.fixture(scope="session")
 def offscreen_gl():
     """The MUJOCO_GL backend vis_mj will use (probed in a subprocess); skip if none works."""
-    vis = load_script("vis_mj")
+    from imitation import video as vis
     if os.environ.get("MUJOCO_GL"):
         candidates = [os.environ["MUJOCO_GL"]]
     else:
@@ -246,18 +242,20 @@ def test_vis_hopper_mp4(tmp_path, offscreen_gl, ffmpeg):
 
 
 @pytest.mark.parametrize("case", ["bad_ext", "no_ffmpeg", "missing_policy", "no_dir"])
-def test_vis_bad_input(case, tmp_path, capsys, monkeypatch):
-    for k in ("SDL_VIDEODRIVER", "SDL_AUDIODRIVER", "PYGAME_HIDE_SUPPORT_PROMPT"):
-        monkeypatch.setenv(k, os.environ.get(k, "dummy"))  # main() sets them; restore after
+def test_vis_bad_input(case, tmp_path, tmp_path_factory):
     # every check here comes before the policy is read: it need not exist
     policy = str(tmp_path / "policy.h5")
     argv = {"bad_ext": [policy, "--out", tmp_path / "x.avi"],
             "no_ffmpeg": [policy, "--out", tmp_path / "x.mp4"],
             "missing_policy": [tmp_path / "nope.h5", "--out", tmp_path / "x.gif"],
             "no_dir": [policy, "--out", tmp_path / "nodir" / "x.gif"]}[case]
-    if case == "no_ffmpeg":
-        monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails
-    code, _, err = run_in_process(load_script("vis_mj"), argv, capsys)
+    env = None
+    if case == "no_ffmpeg":   # a module that fails to import shadows imageio_ffmpeg
+        shadow = tmp_path_factory.mktemp("no_ffmpeg")
+        (shadow / "imageio_ffmpeg.py").write_text("raise ImportError('imageio_ffmpeg')\n")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            filter(None, [str(shadow), os.environ.get("PYTHONPATH")])))
+    code, _, err = run_cli("vis_mj", argv, env=env)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
     expected = {"bad_ext": ".mp4 or .gif", "no_ffmpeg": "pip install imageio[ffmpeg]",
@@ -288,7 +286,7 @@ def test_reward_terms_match_a_hand_rollout():
     and HalfCheetah's documented control cost -0.1 * sum_t sum_j a_tj^2 from its actions."""
     import gymnasium as gym
 
-    mod = load_script("reward_terms")
+    from imitation import diagnostics as mod
     T, seed = 40, 7
     policy = _hc_policy()
     terms = mod.episode_terms(_hc_spec(T), policy, num_trajs=2, seed=seed, deterministic=True)
@@ -315,7 +313,7 @@ def test_reward_terms_clipping_changes_only_the_control_cost():
     """MuJoCo clamps HalfCheetah's actuators to [-1, 1], so clipping the sampled actions leaves
     the motion (forward reward) the same and lowers only the control cost, to at most
     0.1 * 6 per step. A policy with stdev e = 2.7 puts most components outside the bounds."""
-    mod = load_script("reward_terms")
+    from imitation import diagnostics as mod
     T = 30
     policy = _hc_policy()
     policy.logstdevs_1_Da.set_value(np.ones_like(policy.logstdevs_1_Da.get_value()))
@@ -333,7 +331,7 @@ def test_reward_terms_unclamped_actuators():
     """With MuJoCo's clamping off, clipping the actions by hand must give back the clamped
     simulator's motion exactly (forward reward; same states, so the same sampled actions),
     while the unclipped wide actions then push harder and move the cheetah differently."""
-    mod = load_script("reward_terms")
+    from imitation import diagnostics as mod
     T = 30
     policy = _hc_policy()
     policy.logstdevs_1_Da.set_value(np.ones_like(policy.logstdevs_1_Da.get_value()))
@@ -349,10 +347,9 @@ def test_reward_terms_unclamped_actuators():
 
 def test_reward_terms_cli_discrete(capsys):
     """A discrete-action policy: no reward_* terms, no action line; the table still prints."""
-    code, out, err = run_in_process(load_script("reward_terms"),
-                                    [os.path.join(REPO, "expert_trajs", "policies",
+    code, out, err = run_cli("reward_terms", [os.path.join(REPO, "expert_trajs", "policies",
                                                   "cartpole.h5"), "--num_trajs", 2,
-                                     "--max_traj_len", 60], capsys)
+                                     "--max_traj_len", 60])
     assert code == 0, err
     lines = out.splitlines()
     assert "2 episodes, sampled actions" in lines[0]
