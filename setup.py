@@ -28,7 +28,8 @@ setup(
     ],
     extras_require={
         # the tests cover every backend (numba comes with pytensor; jax on the CPU) and video
-        "test": ["pytest>=7", "jax>=0.4.30", "imageio[ffmpeg]>=2.30", "pygame>=2.1"],
+        "test": ["pytest>=7", "jax>=0.4.30", "imageio[ffmpeg]>=2.30", "pygame>=2.1",
+                 "ruff>=0.5"],
         "numba": ["numba>=0.59"],
         "jax": ["jax>=0.4.30"],
         "cluster": ["dask-jobqueue>=0.8"],

@@ -232,7 +232,8 @@ def main(argv=None):
     give_numpy_its_blas_threads(args.threads or os.cpu_count())
     npol = NumpyPolicy(policy)
     # the flat parameter order the NumPy code assumes (asserted in NumpyPolicy), for the record
-    print("flat parameter order: " + ", ".join(f"{n} {s}" for n, s in zip(npol.names, npol.shapes)),
+    print("flat parameter order: "
+          + ", ".join(f"{n} {s}" for n, s in zip(npol.names, npol.shapes)),
           file=sys.stderr)
 
     surr_c = policy.compute_obj_and_grad          # compiles on first access

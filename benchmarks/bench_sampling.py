@@ -18,7 +18,8 @@ Output: one ``name: value`` line per figure.
   sampling_scaling      project throughput with W workers / with one worker (median of the
                         per-repeat ratios).
 
-    python benchmarks/bench_sampling.py [--env Hopper-v5] [--samples 50000] [--repeats 5] [--workers W]
+    python benchmarks/bench_sampling.py [--env Hopper-v5] [--samples 50000] [--repeats 5] \\
+        [--workers W]
 """
 import argparse
 import multiprocessing as mp
@@ -30,9 +31,9 @@ import warnings
 
 import numpy as np
 
-from policyopt import SimConfig, nn, rl
 from imitation.envs import GymMDP
 from imitation.sampler import default_batch_size, default_num_workers
+from policyopt import SimConfig, nn, rl
 
 # The standard deviation of U(-1, 1): the policy's action noise is set to it so that both sides
 # act with the same spread (Hopper's episodes, hence its per-episode reset costs, depend on it).

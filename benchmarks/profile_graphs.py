@@ -11,10 +11,9 @@ import argparse
 import collections
 
 import pytensor
+from bench_graphs import make_problem  # beside this script
 
 from policyopt import backend
-
-from bench_graphs import make_problem  # beside this script
 
 BLAS_OPS = ("Dot22", "Dot22Scalar", "Gemm", "CGemv", "Gemv", "CGer", "Ger")
 

@@ -138,7 +138,8 @@ def check_fits_mdp(data, mdp):
     if isinstance(mdp.action_space, FiniteSpace):
         if not data.discrete or data.a_B_T_Da.shape[2] != 1:
             raise UserError(f"{data.path}: {mdp.env_name} has discrete actions but the dataset's "
-                            f"actions are {data.a_B_T_Da.dtype} with {data.a_B_T_Da.shape[2]} dims")
+                            f"actions are {data.a_B_T_Da.dtype} with "
+                            f"{data.a_B_T_Da.shape[2]} dims")
         mask = np.arange(data.a_B_T_Da.shape[1])[None, :] < data.len_B[:, None]
         acts = data.a_B_T_Da[mask]
         if acts.min() < 0 or acts.max() >= mdp.action_space.size:

@@ -5,7 +5,6 @@ import numpy as np
 
 from imitation.errors import UserError
 
-
 # ------------------------------------------------------------------------ the discriminator
 
 def load_discriminator(log, key, args, obs_space, action_space):

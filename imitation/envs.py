@@ -16,7 +16,6 @@ from imitation.errors import EnvError
 from imitation.sampler import SamplerPool, default_batch_size, default_num_workers, rollout_batch
 from policyopt import ContinuousSpace, FiniteSpace, TrajBatch
 
-
 # --------------------------------------------------------------------- observation adapters
 
 def _ant_v1_obs(obs_105):
@@ -150,7 +149,8 @@ def resolve_env(env_name, obs_adapter=None, max_traj_len=None):
         if obs_adapter == "ant_v1" and gym_id.startswith("Ant-"):
             kwargs = {**kwargs, "include_cfrc_ext_in_observation": True}
     if gym_id not in gym.registry:
-        close = [k for k in gym.registry if k.split("-")[0].lower() == gym_id.split("-")[0].lower()]
+        stem = gym_id.split("-")[0].lower()
+        close = [k for k in gym.registry if k.split("-")[0].lower() == stem]
         hint = f" (did you mean {', '.join(sorted(close)[:4])}?)" if close else ""
         raise EnvError(f"unknown environment id {env_name!r}{hint}")
     if max_traj_len is not None and max_traj_len <= 0:

@@ -50,8 +50,8 @@ MAX_DROP_RATIO = 10
 def _sample_trajs(mdp, policy, num_trajs, rng, deterministic, full_length_only, max_traj_len,
                   progress):
     """(TrajBatch of num_trajs trajectories, number of early-ended ones dropped)."""
-    from imitation.errors import UserError
     from imitation.envs import NO_TIME_LIMIT
+    from imitation.errors import UserError
     from policyopt import SimConfig, TrajBatch
 
     def sample(n):

@@ -228,7 +228,7 @@ def select_snapshot(log):
             best = int(np.nanargmin(rows["valloss"]))
         else:
             best = int(np.nanargmax(acc))
-        return "snapshots/iter%07d" % rows["iter"][best], args
+        return f"snapshots/iter{rows['iter'][best]:07d}", args
     with h5py.File(log, "r") as f:
         last = sorted(f["snapshots"].keys())[-1]
     return "snapshots/" + last, args

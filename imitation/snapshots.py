@@ -120,7 +120,8 @@ def check_policy_fits(policy, mdp, what="policy"):
             hint = f" (for the original experts use --obs_adapter {name})"
     if policy.obsfeat_space.storage_size != mdp.obs_space.storage_size:
         raise UserError(f"the {what} expects {policy.obsfeat_space.storage_size}-dim "
-                        f"observations but {mdp.env_name} gives {mdp.obs_space.storage_size}{hint}")
+                        f"observations but {mdp.env_name} gives "
+                        f"{mdp.obs_space.storage_size}{hint}")
     pa, ma = policy.action_space, mdp.action_space
     if type(pa) is not type(ma):
         raise UserError(f"the {what} has {pa} actions but {mdp.env_name} has {ma}")

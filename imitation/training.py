@@ -128,7 +128,7 @@ class TrainingLog:
                 f.attrs["finished"] = int(finished)
                 f.attrs["versions"] = _appended_versions(f.attrs, self.versions)
                 if snapshot_iter is not None:
-                    key = "snapshots/iter%07d" % snapshot_iter
+                    key = f"snapshots/iter{snapshot_iter:07d}"
                     if key in f:
                         del f[key]
                     for m in models:

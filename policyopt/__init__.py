@@ -14,7 +14,6 @@ import numpy as np
 
 from policyopt import backend  # noqa: F401  (policyopt.backend, as before)
 
-
 # ----------------------------------------------------------------------------------- spaces
 
 class Space:

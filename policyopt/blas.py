@@ -3,7 +3,8 @@
 The C backend is only fast when PyTensor links a real BLAS. A pip-installed PyTensor finds none
 on most Linux machines (it looks for a ``libcblas`` or a gfortran runtime that Debian's OpenBLAS
 does not ship), and its graphs then run several times slower than NumPy. `configure_blas()` runs
-before the first graph is compiled (`setup()`, called by `backend.compile_mode()`), and links in this order of preference:
+before the first graph is compiled (`setup()`, called by `backend.compile_mode()`), and links
+in this order of preference:
 
 1. whatever the user configured (``PYTENSOR_FLAGS=blas__ldflags=...`` or ``~/.pytensorrc``);
 2. a system OpenBLAS or MKL (Debian/Ubuntu: ``libopenblas-dev``; conda/pip MKL in the prefix);

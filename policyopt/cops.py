@@ -1,12 +1,13 @@
 """C kernels the C backend swaps in at compile time; the graphs themselves stay standard.
 
 PyTensor's C Elemwise loop calls libm's scalar ``tanh`` (about 12 ns per element), while NumPy
-evaluates tanh with SIMD code several times faster; in a tanh network that one op dominated
-the policy's surrogate-gradient time. `FastTanh` computes the same function in a contiguous
-loop that GCC vectorises with glibc's libmvec ``tanh`` (4 ULP). The rewrite `local_fast_tanh` replaces ``Elemwise{tanh}`` with it, and only the
-project's C mode includes the rewrite (tag ``policyopt_fast_tanh``), so the Numba and JAX
-backends compile the untouched graph. Gradients are built before compilation from the standard
-tanh, so the rewrite never changes what is differentiated.
+evaluates tanh with SIMD code several times faster; in a tanh network that one op dominated the
+policy's surrogate-gradient time. `FastTanh` computes the same function in a contiguous loop
+that GCC vectorises with glibc's libmvec ``tanh`` (4 ULP). The rewrite `local_fast_tanh`
+replaces ``Elemwise{tanh}`` with it, and only the project's C mode includes the rewrite (tag
+``policyopt_fast_tanh``), so the Numba and JAX backends compile the untouched graph. Gradients
+are built before compilation from the standard tanh, so the rewrite never changes what is
+differentiated.
 
 A hidden layer is ``tanh(x W + b)``: the bias add is an Elemwise of its own in front of the tanh
 (the tanh kernel keeps PyTensor's fusion from merging them), one more pass over a 50,000 x 100

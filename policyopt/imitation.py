@@ -11,7 +11,6 @@ import pytensor.tensor as pt
 from policyopt import FiniteSpace, RaggedArray, nn, rl, thutil, util
 from policyopt.thutil import floatX
 
-
 # ---------------------------------------------------------------- discriminator (GAIL reward)
 
 class TransitionClassifier(nn.Model):
@@ -249,7 +248,8 @@ class LinearReward(nn.Model):
         is compute_reward() of the policy batch under the new w and running bound."""
         if self.update_inputnorm_on_fit:
             self.update_inputnorm(np.concatenate([obsfeat_B_Df, exobs_Bex_Do]),
-                                  np.concatenate([np.asarray(a_B_Da).reshape(len(obsfeat_B_Df), -1),
+                                  np.concatenate([np.asarray(a_B_Da).reshape(len(obsfeat_B_Df),
+                                                                             -1),
                                                   np.asarray(exa_Bex_Da).reshape(len(exobs_Bex_Do),
                                                                                  -1)]))
         mu_pi = self.features(obsfeat_B_Df, a_B_Da, t_B).mean(axis=0)

@@ -12,7 +12,6 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from policyopt import thutil
 from policyopt.thutil import floatX
 
 # -------------------------------------------------------------------------- variable scopes

@@ -6,13 +6,11 @@ an action distribution (`actiondist_B_Pa`). All learning maths are PyTensor grap
 per model; each graph is compiled on first use (`thutil.lazy_function`).
 """
 import numpy as np
-import pytensor
 import pytensor.tensor as pt
 
 from policyopt import ContinuousSpace, FiniteSpace, RaggedArray, nn, optim, thutil, util
 from policyopt.optim import HVP_MODES, check_hvp_mode  # noqa: F401 (re-exported)
 from policyopt.thutil import floatX
-
 
 # ------------------------------------------------------------------------------------ Policy
 
@@ -183,7 +181,8 @@ class GaussianPolicy(Policy):
                  enable_obsnorm=True, varscope_name="GaussianPolicy"):
         if not isinstance(action_space, ContinuousSpace):
             raise TypeError("GaussianPolicy needs a continuous action space")
-        self.hidden_spec, self.min_stdev, self.init_logstdev = hidden_spec, min_stdev, init_logstdev
+        self.hidden_spec, self.min_stdev = hidden_spec, min_stdev
+        self.init_logstdev = init_logstdev
         Da = action_space.storage_size
         super().__init__(obsfeat_space, action_space, 2 * Da, enable_obsnorm, varscope_name)
 

@@ -4,7 +4,8 @@
     python scripts/im_pipeline.py classic 0_sampletrajs     # expert datasets
     python scripts/im_pipeline.py classic 1_train           # every task x alg x size x run
     python scripts/im_pipeline.py classic 2_eval            # 50 episodes per policy, acting
-                                                            # deterministically (and stochastically)
+                                                            # deterministically (and again
+                                                            # stochastically)
     python scripts/im_pipeline.py classic 3_report          # beside the published results
     python scripts/im_pipeline.py classic all               # all four in order
 
@@ -29,7 +30,8 @@ def build_parser():
     p.add_argument("phase", choices=PHASES)
     p.add_argument("--experts", default="original",
                    help="original | own | DIR: where the expert policies named by the spec are")
-    p.add_argument("--out", default=None, help="output directory (default: runs/<suite>_<experts>)")
+    p.add_argument("--out", default=None,
+                   help="output directory (default: runs/<suite>_<experts>)")
     p.add_argument("--published", default=None,
                    help="published results CSV (default: ../shared/published/"
                         "gail_published_results.csv)")

@@ -2,7 +2,8 @@
 """What does a GAIL run's discriminator look at? Scores D's logit on fresh policy rollouts and
 on the expert pairs, then again with the actions swapped, at one snapshot of a training log.
 
-    python scripts/inspect_discriminator.py runs/mujoco_original/logs/halfcheetah/ga_n4_run0.h5 --iter 100
+    python scripts/inspect_discriminator.py \\
+        runs/mujoco_original/logs/halfcheetah/ga_n4_run0.h5 --iter 100
 
 Rows (score = D's logit; expert pairs score > 0 when D is right; the policy's reward is
 -log(1 - sigmoid(score)), about exp(score) for very negative scores):
@@ -40,8 +41,12 @@ def main(argv=None):
     import numpy as np
 
     from imitation.data import load_dataset, subsample
-    from imitation.diagnostics import (load_discriminator, reward_concentration, score_table,
-                                       top_correlations)
+    from imitation.diagnostics import (
+        load_discriminator,
+        reward_concentration,
+        score_table,
+        top_correlations,
+    )
     from imitation.envs import GymMDP
     from imitation.snapshots import check_policy_fits, load_policy
     from policyopt import ContinuousSpace, SimConfig

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Split a policy's return into the environment's reward terms, and describe its actions.
 
-    python scripts/reward_terms.py runs/mujoco_original/logs/halfcheetah/ga_n4_run2.h5 --num_trajs 10
+    python scripts/reward_terms.py runs/mujoco_original/logs/halfcheetah/ga_n4_run2.h5 \\
+        --num_trajs 10
 
 Gymnasium's MuJoCo environments report each term of their reward in the step's `info`
 (`reward_forward`, `reward_ctrl`, `reward_survive`, `reward_contact`, ...). This prints each

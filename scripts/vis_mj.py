@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Render one rollout of a policy snapshot to a video, offscreen (no display needed).
 
-    python scripts/vis_mj.py ../shared/expert_policies/modern/log_Hopper-v0_3.h5/snapshots/iter0000500 \\
+    python scripts/vis_mj.py \\
+        ../shared/expert_policies/modern/log_Hopper-v0_3.h5/snapshots/iter0000500 \\
         --env_name Hopper-v5 --out hopper.mp4
     python scripts/vis_mj.py ../shared/expert_policies/classic/CartPole-v0.h5 --out cartpole.gif
 

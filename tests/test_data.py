@@ -6,9 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
-from imitation.errors import UserError
 from imitation.data import check_fits_mdp, load_dataset, subsample, write_dataset
 from imitation.envs import NO_TIME_LIMIT
+from imitation.errors import UserError
 from policyopt import TrajBatch, Trajectory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -425,6 +425,7 @@ def test_full_length_only_on_the_original_hopper_expert(tmp_path, hopper_expert_
     seed 0); the filtered dataset keeps the same seed's full-length trajectories, unchanged
     and in order, and samples on to replace the fallen ones."""
     from conftest import _expert_file
+
     from imitation.experts import sample_dataset
 
     policy = _expert_file("modern", "log_Hopper-v0_3.h5") + "/snapshots/iter0000500"

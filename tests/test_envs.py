@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from imitation import envs, sampler
-from imitation.envs import GymMDP, LEGACY_ENV_IDS, OBS_ADAPTERS, resolve_env
+from imitation.envs import LEGACY_ENV_IDS, OBS_ADAPTERS, GymMDP, resolve_env
 from imitation.errors import EnvError
 from policyopt import ContinuousSpace, FiniteSpace, SimConfig, TrajBatch, nn, rl
 
@@ -79,7 +79,7 @@ def test_plain_ids_never_get_an_adapter(name):
 
 
 def test_every_legacy_adapter_name_exists():
-    for legacy, (gym_id, kwargs, adapter) in LEGACY_ENV_IDS.items():
+    for legacy, (_, _, adapter) in LEGACY_ENV_IDS.items():
         assert adapter is None or adapter in OBS_ADAPTERS, legacy
 
 

@@ -5,7 +5,6 @@ GAIL on this task wanders for 100-200 iterations (the discriminator and the poli
 other) and then locks in at 200, as the published runs did by iteration 300. The test stops at
 the first check (every 10 iterations) where 20 fresh evaluation episodes average >= 195.
 """
-import os
 
 import numpy as np
 import pytest

@@ -294,7 +294,8 @@ def test_classifier_count_weights_equal_repeated_rows(rng, discrete):
         v.set_value(x)
     ex_idx = np.random.default_rng(7).choice(N_ex, size=B, replace=True)
     all_o = np.concatenate([obs, exobs[ex_idx]])
-    all_a = np.concatenate([np.asarray(a).reshape(B, -1), np.asarray(exa).reshape(N_ex, -1)[ex_idx]])
+    all_a = np.concatenate([np.asarray(a).reshape(B, -1),
+                            np.asarray(exa).reshape(N_ex, -1)[ex_idx]])
     all_t = np.concatenate([t, ext[ex_idx]])
     clf.update_inputnorm(all_o, all_a)
     clf._adamstep(*clf._cast(all_o, all_a, all_t), np.r_[np.zeros(B), np.ones(B)],
@@ -555,7 +556,7 @@ def test_imitate_bclone_end_to_end(cartpole_expert_data, tmp_path):
         assert list(f["snapshots/" + snaps[-1]].keys()) == ["GibbsPolicy"]
     # each snapshot is keyed by its log row's iter (Adam steps done), so the row with the best
     # validation accuracy names its snapshot
-    assert snaps == ["iter%07d" % i for i in rows["iter"]]
+    assert snaps == [f"iter{i:07d}" for i in rows["iter"]]
     assert snaps == ["iter0000001", "iter0001001", "iter0002001"]
     from imitation.pipeline import select_snapshot
 

@@ -683,7 +683,7 @@ def check_log(path, consecutive_iters=True):
     with h5py.File(path, "r") as f:
         snaps = sorted(f["snapshots"].keys())
         label = int(rows["iter"][-1])
-        assert snaps[-1] == "iter%07d" % label, (snaps, label)
+        assert snaps[-1] == f"iter{label:07d}", (snaps, label)
         assert int(f["resume"].attrs["iteration"]) == k
     from imitation.snapshots import assert_finite_params, load_policy
 
@@ -737,13 +737,13 @@ def _kill_at_moments(tmp_path, cmd, log, moments, save_freq, seed):
             # let the run make progress first (a save beyond the one it resumed from)
             need = (k + 2) if k is not None else 1
             if moment == "random":
-                wait_until(lambda: log_nrows(log) >= need, p, f"{need} rows")
+                wait_until(lambda need=need: log_nrows(log) >= need, p, f"{need} rows")
                 time.sleep(rnd.uniform(0., 0.4))
                 sigkill(p)
                 cut = printed_iters(p)[-1]  # everything printed was flushed before the kill
             else:  # "save"
                 if k is not None or rnd.random() < 0.5:
-                    wait_until(lambda: len(printed_iters(p)) >= 2, p, "two rows printed")
+                    wait_until(lambda p=p: len(printed_iters(p)) >= 2, p, "two rows printed")
                 cut = kill_during_save(p, log, rnd)
         if not os.path.exists(log):
             assert k is None and (cut is None or cut == 0 or moment == "random"), moment
@@ -941,7 +941,7 @@ def test_ctrl_c_saves_and_resumes(kind, tmp_path):
     assert j >= 3
     assert check_log(log) == j
     with h5py.File(log, "r") as f:
-        assert "iter%07d" % j in f["snapshots"] and not f.attrs["finished"]
+        assert f"iter{j:07d}" in f["snapshots"] and not f.attrs["finished"]
     out, _ = run_ok(cmd + ["--log", log, "--resume", "--max_iter", str(j + 3)], str(tmp_path),
                     "resumed")
     assert f"at iteration {j + 1}" in out
