@@ -112,41 +112,14 @@ class MemoryProbe:
 # ------------------------------------------------------------------------------------- GAIL
 
 def setup_gail(data_path, min_total_sa, num_workers, seed=0):
-    """The objects scripts/imitate_mj.py builds for --mode ga with default flags."""
-    from imitation.data import check_fits_mdp, load_dataset, subsample
-    from imitation.envs import GymMDP
-    from policyopt import SimConfig, backend, imitation, nn, rl
+    """What scripts/imitate_mj.py builds for --mode ga with default flags (the same builder)."""
+    from imitation.experiment import ImitationConfig, build_imitation
+    from policyopt import backend
 
     backend.set_backend(os.environ.get("POLICYOPT_BACKEND", "c"))
-    hidden_spec = nn.DEFAULT_HIDDEN_SPEC
-    data = load_dataset(data_path)
-    subsamp = int(data.attrs.get("data_subsamp_freq") or 20)
-    mdp = GymMDP(data.env_name, obs_adapter=data.obs_adapter, num_workers=num_workers)
-    check_fits_mdp(data, mdp)
-    ex_obs, ex_a, ex_t = subsample(data, None, subsamp, seed=seed)
-
-    nn.seed_initializers(seed)
-    rng = np.random.default_rng(seed)
-    policy = rl.GaussianPolicy(hidden_spec, mdp.obs_space, mdp.action_space,
-                               enable_obsnorm=True)
-    policy.update_obsnorm(ex_obs)
-    time_scale = 1. / mdp.horizon(None)
-    reward = imitation.TransitionClassifier(
-        hidden_spec=hidden_spec, obsfeat_space=mdp.obs_space, action_space=mdp.action_space,
-        adam_lr=0.01, adam_steps=1, ent_reg_weight=0.001, enable_inputnorm=True,
-        include_time=False, time_scale=time_scale, favor_zero_expert_reward=False)
-    vf = rl.ValueFunc(hidden_spec, mdp.obs_space, enable_obsnorm=True, enable_vnorm=True,
-                      max_kl=0.01, damping=0.1, time_scale=time_scale)
-    reward.update_inputnorm(ex_obs, ex_a)
-    vf.obsnorm.update(ex_obs)
-    opt = imitation.ImitationOptimizer(
-        mdp=mdp, discount=0.995, lam=0.97, policy=policy,
-        sim_cfg=SimConfig(min_num_trajs=-1, min_total_sa=min_total_sa, batch_size=None,
-                          max_traj_len=None),
-        step_func=rl.TRPO(max_kl=0.01, damping=0.1),
-        reward_func=reward, value_func=vf, policy_obsfeat_fn=None, reward_obsfeat_fn=None,
-        policy_ent_reg=0., ex_obs=ex_obs, ex_a=ex_a, ex_t=ex_t, rng=rng)
-    return mdp, opt, len(ex_obs)
+    exp = build_imitation(ImitationConfig(mode="ga", data=data_path, min_total_sa=min_total_sa,
+                                          num_workers=num_workers, seed=seed))
+    return exp.mdp, exp.optimizer, len(exp.optimizer.ex_obs)
 
 
 PHASES = ("tsamp", "tadv", "tstep", "treward", "tvf", "ttotal")

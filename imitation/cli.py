@@ -220,18 +220,3 @@ def check_log_path(path, resume=False):
                         "choose a new file")
     if resume and not os.path.exists(path):
         raise UserError(f"--resume: {path} does not exist")
-
-
-def resolve_hidden_spec(args):
-    """The network spec from --tiny_policy / --policy_hidden_spec (validated JSON string)."""
-    from policyopt import nn
-
-    if args.tiny_policy and args.policy_hidden_spec:
-        raise UserError("--tiny_policy and --policy_hidden_spec are mutually exclusive")
-    spec = nn.TINY_HIDDEN_SPEC if args.tiny_policy else (args.policy_hidden_spec
-                                                          or nn.DEFAULT_HIDDEN_SPEC)
-    try:
-        nn.parse_hidden_spec(spec)
-    except ValueError as e:
-        raise UserError(f"--policy_hidden_spec: {e}")
-    return spec

@@ -58,54 +58,16 @@ def main(argv=None):
     cli.check_log_path(args.log, resume=args.resume)
     if args.resume:
         cli.restore_args(args, parser, argv)
-    else:
-        args.policy_hidden_spec = cli.resolve_hidden_spec(args)
     cli.setup_backend(args)
+    from dataclasses import asdict
 
-    import numpy as np
+    from imitation.experiment import RLConfig, build_trpo, config_from
 
-    from imitation.envs import GymMDP
-    from imitation.training import RunState, TrainingLog, train_loop
-    from policyopt import FiniteSpace, SimConfig, nn, rl
-
-    mdp = GymMDP(args.env_name, obs_adapter=args.obs_adapter, max_traj_len=args.max_traj_len,
-                 num_workers=args.num_workers)
-    args.num_workers = mdp.num_workers  # recorded resolved: a resume samples the same way
-    nn.seed_initializers(args.seed)
-    rng = np.random.default_rng(args.seed)
-    if isinstance(mdp.action_space, FiniteSpace):
-        policy = rl.GibbsPolicy(args.policy_hidden_spec, mdp.obs_space, mdp.action_space,
-                                enable_obsnorm=bool(args.enable_obsnorm))
-    else:
-        policy = rl.GaussianPolicy(args.policy_hidden_spec, mdp.obs_space, mdp.action_space,
-                                   enable_obsnorm=bool(args.enable_obsnorm))
-    vf = rl.ValueFunc(args.policy_hidden_spec, mdp.obs_space,
-                      enable_obsnorm=bool(args.enable_obsnorm), enable_vnorm=True,
-                      max_kl=args.vf_max_kl, damping=args.vf_cg_damping,
-                      time_scale=1. / mdp.horizon(args.max_traj_len))
-    opt = rl.SamplingPolicyOptimizer(
-        mdp, args.discount, args.lam, policy,
-        SimConfig(min_num_trajs=-1, min_total_sa=args.min_total_sa,
-                  batch_size=args.sim_batch_size, max_traj_len=args.max_traj_len),
-        rl.TRPO(args.policy_max_kl, args.policy_cg_damping), vf, rng)
-    print(f"TRPO on {mdp.spec.gym_id}: obs {mdp.obs_space.storage_size}, actions "
-          f"{mdp.action_space}, policy {policy.get_num_params()} params, "
-          f"{mdp.num_workers} sampling workers", flush=True)
-    state = RunState([policy, vf], rng=rng, counters={"iter": (opt, "curr_iter")})
-    start = 0
-    if args.resume:
-        start = state.load(args.log) + 1
-        if start >= args.max_iter:
-            print(f"{args.log} already holds iterations 0..{start - 1} (--max_iter "
-                  f"{args.max_iter}); nothing to do")
-            return
-        print(f"resuming {args.log} at iteration {start}", flush=True)
-    log = TrainingLog(args.log, attrs=vars(args))
-    try:
-        train_loop(opt.step, log, [policy, vf], args.max_iter, args.save_freq, args.print_freq,
-                   start_iter=start, extra_state=state.saver(lambda: opt.curr_iter - 1))
-    finally:
-        mdp.close()
+    with build_trpo(config_from(RLConfig, args)) as exp:
+        vars(args).update(asdict(exp.config))  # the log records what the builder resolved
+        print(exp.summary, flush=True)
+        exp.run(args.max_iter, log=args.log, save_freq=args.save_freq,
+                print_freq=args.print_freq, resume=args.resume, attrs=vars(args))
 
 
 if __name__ == "__main__":
