@@ -27,7 +27,7 @@ DEFAULT_MAX_ITER = {"ga": 501, "bclone": 20001, "trpo": 500}
 @dataclass
 class ImitationConfig:
     """A run of `imitate_mj.py`: GAIL, the apprenticeship-learning baselines, or behavioural
-    cloning on an expert dataset (defaults as in the original, SPEC section 5)."""
+    cloning on an expert dataset (defaults as in the original, design.md section 5)."""
 
     mode: str = "ga"
     """ga: policy optimisation against a learned reward; bclone: behavioural cloning."""

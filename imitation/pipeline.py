@@ -1,4 +1,4 @@
-"""The paper's experimental protocol (SPEC section 7) as phases over a YAML spec.
+"""The paper's experimental protocol (design.md section 7) as phases over a YAML spec.
 
   0_sampletrajs  sample each task's full expert dataset from the expert policy the spec names
   1_train        every task x algorithm x dataset size x run: one `imitate_mj.py` run each

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The paper's experimental protocol, phase by phase (SPEC section 7).
+"""The paper's experimental protocol, phase by phase (design.md section 7).
 
     python scripts/im_pipeline.py classic 0_sampletrajs     # expert datasets
     python scripts/im_pipeline.py classic 1_train           # every task x alg x size x run

@@ -25,7 +25,7 @@ def build_parser():
                         "--reward_type nn); bclone: behavioural cloning (required, except with "
                         "--resume: the run's own)")
     g = p.add_argument_group("expert data")
-    g.add_argument("--data", help="expert dataset (HDF5, SPEC section 6; required, except "
+    g.add_argument("--data", help="expert dataset (HDF5, design.md section 6; required, except "
                                    "with --resume)")
     g.add_argument("--limit_trajs", type=cli.positive_int, default=None,
                    help="use the first N trajectories (default: all)")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Sample an expert dataset from a policy snapshot (the dataset format of SPEC section 6).
+"""Sample an expert dataset from a policy snapshot (the dataset format of design.md section 6).
 
     python scripts/sample_expert.py \\
         ../shared/expert_policies/classic/CartPole-v0.h5/snapshots/iter0000100 \\

@@ -1,4 +1,5 @@
-"""Every compiled graph gives the same numbers in every installed backend (SPEC sections 4, 8).
+"""Every compiled graph gives the same numbers in every installed backend (design.md sections 4
+and 8).
 
 `policyopt.backend` selects how PyTensor compiles the project's graphs: ``c`` (the default and
 the reference here), ``numba`` or ``jax``. For each model type (GaussianPolicy, GibbsPolicy,

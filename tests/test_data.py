@@ -1,4 +1,5 @@
-"""imitation.data: the expert dataset file (SPEC section 6), subsampling, and its input errors."""
+"""imitation.data: the expert dataset file (design.md section 6), subsampling, and its input
+errors."""
 import json
 import os
 
@@ -158,7 +159,7 @@ def test_subsample_deterministic_for_a_seed(tmp_path):
 
 def test_subsample_offsets_are_the_originals(tmp_path):
     """The original drew offsets from RandomState(0): 4 trajectories every 20 steps start at
-    12, 15, 0, 3 (SPEC section 7), and a longer prefix keeps those first four."""
+    12, 15, 0, 3 (design.md section 7), and a longer prefix keeps those first four."""
     path = tmp_path / "d.h5"
     _write(path, lengths=(100,) * 25)
     data = load_dataset(str(path))

@@ -224,7 +224,7 @@ def cartpole_local():
 
 
 def _check_cartpole_batch(batch, pol, horizon):
-    """Whole, uncorrupted CartPole trajectories (see SPEC section 8 on autoreset)."""
+    """Whole, uncorrupted CartPole trajectories (see design.md section 8 on autoreset)."""
     import gymnasium as gym
 
     assert isinstance(batch, TrajBatch)

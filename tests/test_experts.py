@@ -1,5 +1,5 @@
 """The original authors' expert policies (../shared/expert_policies): loading them, and their
-returns on today's Gymnasium environments, measured through scripts/eval_policy.py (SPEC
+returns on today's Gymnasium environments, measured through scripts/eval_policy.py (design.md
 section 7)."""
 import re
 import subprocess
@@ -72,7 +72,8 @@ def test_load_last_snapshot(rel):
         assert isinstance(policy.action_space, FiniteSpace) and policy.action_space.size == act
     else:
         assert isinstance(policy.action_space, ContinuousSpace) and policy.action_space.dim == act
-    # every variable holds exactly the file's values (SPEC layout: <key>/<scope path>)
+    # every variable holds exactly the file's values (the snapshot layout of design.md
+    # section 6: <key>/<scope path>)
     with h5py.File(path, "r") as f:
         for v in policy.get_variables():
             np.testing.assert_allclose(v.get_value(), f[key + v.name][()], rtol=1e-6,
@@ -139,14 +140,14 @@ def test_cartpole_expert():
 
 def test_mountaincar_expert():
     mean, _, _ = eval_return("classic/MountainCar-v0.h5", num_trajs=20)
-    assert mean >= -110.  # SPEC: -97 measured, -99 published
+    assert mean >= -110.  # design.md section 7: -97 measured, -99 published
 
 
 def test_acrobot_expert_via_legacy_id():
     # the file records env_name Acrobot-v0 -> Acrobot-v1 with the acrobot_v0 adapter
     mean, _, out = eval_return("classic/Acrobot-v0.h5", num_trajs=20)
     assert "Acrobot-v1 with adapter acrobot_v0" in out
-    assert mean >= -100.  # SPEC: -85 measured, -75 published
+    assert mean >= -100.  # design.md section 7: -85 measured, -75 published
 
 
 def test_acrobot_expert_via_explicit_adapter():
@@ -160,8 +161,8 @@ def test_acrobot_expert_via_explicit_adapter():
 def test_inverted_pendulum_expert():
     # Deterministically the expert balances for the whole 1000 steps (measured: 1000 on every
     # seed tried). Stochastically it averages ~900 over 100 episodes on this machine
-    # (MuJoCo 4.0; 20-episode means 830-960 depending on the seed), not the 1000 SPEC quotes,
-    # so the stochastic bound is looser.
+    # (MuJoCo 4.0; 20-episode means 830-960 depending on the seed), not the 1000 that
+    # design.md section 7 quotes, so the stochastic bound is looser.
     mean, _, out = eval_return("classic/InvertedPendulum-v1.h5", "--deterministic",
                                num_trajs=20)
     assert "InvertedPendulum-v5" in out
@@ -171,8 +172,9 @@ def test_inverted_pendulum_expert():
 
 
 def test_reacher_expert_via_legacy_id():
-    # the file records env_name Reacher-v1 -> Reacher-v5 + the reacher_v1 adapter; SPEC
-    # section 7 measured -3.38 +/- 1.28 over 50 episodes (published expert -4.09 +/- 1.70);
+    # the file records env_name Reacher-v1 -> Reacher-v5 + the reacher_v1 adapter;
+    # design.md section 7 measured -3.38 +/- 1.28 over 50 episodes (published expert -4.09 +/-
+    # 1.70);
     # here -3.62 +/- 1.65 over 50 (seed 0)
     mean, _, out = eval_return("modern/log_Reacher-v1_4.h5", num_trajs=20)
     assert "Reacher-v5 with adapter reacher_v1" in out
@@ -183,11 +185,11 @@ def test_reacher_expert_via_legacy_id():
 def test_halfcheetah_expert():
     mean, _, _ = eval_return("modern/log_HalfCheetah-v0_2.h5", "--env_name", "HalfCheetah-v5",
                              num_trajs=10)
-    assert mean >= 4200.  # SPEC: 4438 measured, 4463 published
+    assert mean >= 4200.  # design.md section 7: 4438 measured, 4463 published
 
 
 # Hopper and Walker2d. On this machine's MuJoCo 4.0 the stochastic experts score below what
-# SPEC section 7 measured (3534 / 6625): over 100 episodes the stochastic Hopper averages
+# design.md section 7 measured (3534 / 6625): over 100 episodes the stochastic Hopper averages
 # ~3430 (3350-3500 depending on the seed; episode std ~470) and the stochastic Walker
 # ~5950-6150 (episode std ~1700, occasional falls). Run deterministically (the mean action)
 # they give ~3540 and ~6900 with small spread, so the tight bounds are checked

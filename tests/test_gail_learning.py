@@ -1,4 +1,4 @@
-"""GAIL must learn: CartPole-v0 from ONE expert trajectory (SPEC section 7's classic protocol:
+"""GAIL must learn: CartPole-v0 from ONE expert trajectory (design.md section 7's classic protocol:
 5000 samples per iteration, every 10th expert pair, every other flag at its default).
 
 GAIL on this task wanders for 100-200 iterations (the discriminator and the policy chase each

@@ -1,5 +1,5 @@
 """policyopt.imitation (TransitionClassifier, LinearReward, behavioural cloning, the GAIL loop)
-and scripts/imitate_mj.py end to end (SPEC sections 4 "imitation", 5, 6)."""
+and scripts/imitate_mj.py end to end (design.md sections 4 "imitation", 5, 6)."""
 import io
 import json
 import os
@@ -598,7 +598,7 @@ def test_imitate_help_mentions_every_flag():
 
 
 def test_imitate_parser_defaults_follow_spec(tmp_path):
-    """The arguments a run stores are the original's defaults (SPEC section 5)."""
+    """The arguments a run stores are the original's defaults (design.md section 5)."""
     log = tmp_path / "defaults.h5"
     run_ok("imitate_mj", "--mode", "ga", "--data", os.path.join(REPO_ROOT, "expert_trajs",
                                                                 "cartpole.h5"),

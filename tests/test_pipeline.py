@@ -22,8 +22,8 @@ def test_specs_follow_the_protocol():
     assert classic.num_trajs == [1, 4, 7, 10] and classic.full_num_trajs == 10
     assert {t.name: t.data_subsamp_freq for t in classic.tasks} == dict(
         cartpole=10, mountaincar=5, acrobot=5)
-    # the tasks that end early on success (Acrobot: a measured deviation from SPEC 7's table,
-    # explained in classic.yaml)
+    # the tasks that end early on success (Acrobot: a measured deviation from the table of
+    # design.md section 7, explained in classic.yaml)
     assert [t.name for t in classic.tasks if t.favor_zero_expert_reward] == [
         "mountaincar", "acrobot"]
     assert set(classic.algorithms) == {"bclone", "ga", "fem", "simplex"}

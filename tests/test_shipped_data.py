@@ -1,5 +1,5 @@
 """The shipped expert datasets (expert_trajs/*.h5) and policies (expert_trajs/policies/*.h5):
-SPEC section 6 format, attributes that say how they were made, returns recomputed from the
+design.md section 6 format, attributes that say how they were made, returns recomputed from the
 rewards, and the issue's quality target: within 10% of the original expert's published return
 (`expert_return_mean` in ../shared/published/gail_published_results.csv)."""
 import json

@@ -138,7 +138,7 @@ def test_run_rl_mj_end_to_end(tmp_path):
     assert args["min_total_sa"] == 1000 and args["max_iter"] == 11 and args["save_freq"] == 5
     assert json.loads(args["policy_hidden_spec"]) == json.loads(nn.TINY_HIDDEN_SPEC)
 
-    # snapshots in the SPEC layout
+    # snapshots in the snapshot layout (design.md section 6)
     with h5py.File(log, "r") as f:
         assert sorted(f["snapshots"].keys()) == ["iter0000000", "iter0000005", "iter0000010"]
         g = f["snapshots/iter0000010/GibbsPolicy"]
