@@ -45,13 +45,14 @@ def load_published(path=None):
 
 def run_statistics(run_means, seed=0):
     """Mean, standard deviation (over runs), 95% bootstrap confidence interval of the mean
-    (SciPy's BCa bootstrap; NaN with fewer than 2 runs, a point when all runs agree) and the
-    interquartile mean (from 4 runs up, else NaN) of per-run mean returns."""
+    (SciPy's BCa bootstrap; NaN with fewer than 3 runs, whose resamples are too few to mean
+    anything; a point when all runs agree) and the interquartile mean (from 4 runs up, else
+    NaN) of per-run mean returns."""
     from scipy import stats
 
     x = np.asarray(run_means, dtype=float)
     lo = hi = np.nan
-    if len(x) >= 2:
+    if len(x) >= 3:
         if np.ptp(x) == 0:
             lo = hi = x[0]
         else:
@@ -147,7 +148,8 @@ def format_table(table):
         if np.isnan(r.pub_mean):          # no published run for this cell
             pub, pruns, ratio, test, within = "-", "-", "-", "-", "-"
         else:
-            pub = f"{r.pub_mean:9.1f} ± {r.pub_std:6.1f}"
+            pub = (f"{r.pub_mean:9.1f} ± {r.pub_std:6.1f}" if r.pub_runs > 1
+                   else f"{r.pub_mean:9.1f}")
             pruns, test = str(int(r.pub_runs)), r.test
             ratio, within = f"{r.ratio_to_pub:.3f}", "yes" if r.within else "NO"
         lines.append(f"{r.task:<12}{r.alg:<12}{r.num_trajs:>4}{r.ours_runs:>5}  "

@@ -126,6 +126,7 @@ def test_run_statistics_against_hand_computed_values():
     assert st["mean"] == 4.5 and st["std"] == pytest.approx(np.std(np.arange(1., 9.)))
     assert st["iqm"] == pytest.approx(np.mean([3, 4, 5, 6]))  # middle half
     assert st["ci_low"] < 4.5 < st["ci_high"]
+    assert np.isnan(run_statistics([1., 2.])["ci_low"])     # 2 runs: no interval
     # the bootstrap CI of a mean is close to mean +/- 1.96 standard errors for many runs
     x = np.random.default_rng(0).normal(10., 2., size=200)
     st = run_statistics(x)
@@ -135,7 +136,7 @@ def test_run_statistics_against_hand_computed_values():
     one = run_statistics([5.])
     assert np.isnan(one["ci_low"]) and np.isnan(one["iqm"]) and one["std"] == 0
     assert np.isnan(run_statistics([1., 2., 3.])["iqm"])    # IQM from 4 runs up
-    same = run_statistics([7., 7.])
+    same = run_statistics([7., 7., 7.])
     assert same["ci_low"] == same["ci_high"] == 7.
 
 
