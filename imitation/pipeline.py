@@ -513,8 +513,8 @@ class Pipeline:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pandas: object columns are pickled
-                results.to_hdf(tmp, key="results", mode="w")
-                random.to_hdf(tmp, key="random", mode="a")
+                results.to_hdf(tmp, key="results", mode="w", complevel=9)
+                random.to_hdf(tmp, key="random", mode="a", complevel=9)
         return results, random
 
     def expert_returns(self, task_name, n):
