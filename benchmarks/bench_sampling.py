@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 
 from imitation.envs import GymMDP
-from imitation.sampler import default_batch_size, default_num_workers
+from imitation.sampler import default_batch_size, default_num_workers, stop_workers
 from policyopt import SimConfig, nn, rl
 
 # The standard deviation of U(-1, 1): the policy's action noise is set to it so that both sides
@@ -117,15 +117,7 @@ class BarePool:
                 sum(r[2] for r in res))
 
     def close(self):
-        for conn in self.conns:
-            try:
-                conn.send(None)
-            except (OSError, BrokenPipeError):
-                pass
-        for p in self.procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.terminate()
+        stop_workers(self.conns, self.procs)
 
 
 # ------------------------------------------------------------------------------- project side

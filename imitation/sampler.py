@@ -246,16 +246,21 @@ class SamplerPool:
         return results
 
     def close(self):
-        for conn in self.conns:
-            try:
-                conn.send(None)
-            except (OSError, BrokenPipeError):
-                pass
-        for p in self.procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.terminate()
+        stop_workers(self.conns, self.procs)
         self.conns, self.procs = [], []
+
+
+def stop_workers(conns, procs):
+    """Ask each worker to stop (None on its pipe), wait up to 5 s for it, then terminate it."""
+    for conn in conns:
+        try:
+            conn.send(None)
+        except (OSError, BrokenPipeError):
+            pass
+    for p in procs:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.terminate()
 
 
 MAX_ENVS_PER_WORKER = 16
