@@ -205,14 +205,17 @@ def _same_arg(given, stored):
 
 
 def check_log_path(path, resume=False):
-    """A --log path must be in an existing directory and must not hold a log (unless resume)."""
+    """A --log path must not hold a log (unless resume); its missing parent directories are
+    created at the first save, but none of them may be a file."""
     if path is None:
         if resume:
             raise UserError("--resume needs --log (the log of the run to continue)")
         return
     d = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(d):
+        d = os.path.dirname(d)
     if not os.path.isdir(d):
-        raise UserError(f"--log {path}: directory {d} does not exist")
+        raise UserError(f"--log {path}: {d} is a file, not a directory")
     if os.path.isdir(path):
         raise UserError(f"--log {path} is a directory")
     if os.path.exists(path) and not resume:

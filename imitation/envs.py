@@ -149,9 +149,16 @@ def resolve_env(env_name, obs_adapter=None, max_traj_len=None):
         if obs_adapter == "ant_v1" and gym_id.startswith("Ant-"):
             kwargs = {**kwargs, "include_cfrc_ext_in_observation": True}
     if gym_id not in gym.registry:
+        import difflib
+
         stem = gym_id.split("-")[0].lower()
-        close = [k for k in gym.registry if k.split("-")[0].lower() == stem]
-        hint = f" (did you mean {', '.join(sorted(close)[:4])}?)" if close else ""
+        ids = list(gym.registry)
+        close = sorted(k for k in ids if k.split("-")[0].lower() == stem)[:4]
+        by_name = {k.lower(): k for k in ids}
+        close += [by_name[k] for k in difflib.get_close_matches(gym_id.lower(), by_name, n=4,
+                                                                 cutoff=0.75)
+                  if by_name[k] not in close]
+        hint = f" (did you mean {', '.join(close[:4])}?)" if close else ""
         raise EnvError(f"unknown environment id {env_name!r}{hint}")
     if max_traj_len is not None and max_traj_len <= 0:
         raise EnvError(f"max_traj_len must be positive, got {max_traj_len}")

@@ -118,8 +118,11 @@ class TrainingLog:
         if not self.filename:
             self.pending = []
             return
+        import os
+
         import h5py
 
+        os.makedirs(os.path.dirname(os.path.abspath(self.filename)), exist_ok=True)
         with util.atomic_write(self.filename, copy_existing=True) as tmp:
             with h5py.File(tmp, "a") as f:
                 if self.pending:
@@ -194,7 +197,8 @@ def train_loop(step_fn, log, models, max_iter, save_freq, print_freq=1, start_it
         if interrupted:
             raise KeyboardInterrupt
         interrupted.append(True)
-        print("\nCtrl-C: finishing this iteration and saving (Ctrl-C again to abort)",
+        what = "saving" if log.filename else "stopping (no --log: nothing is saved)"
+        print(f"\nCtrl-C: finishing this iteration and {what} (Ctrl-C again to abort)",
               file=sys.stderr, flush=True)
 
     old_handler = signal.signal(signal.SIGINT, on_sigint)

@@ -23,6 +23,14 @@ def test_unknown_env_id_raises_env_error_with_suggestions():
     assert isinstance(ei.value, ValueError)
 
 
+@pytest.mark.parametrize("typo,meant", [("Hoper-v5", "Hopper-v5"),
+                                        ("halfcheetah-v5", "HalfCheetah-v5"),
+                                        ("CartPol-v1", "CartPole-v1")])
+def test_misspelt_env_id_suggests_the_registered_one(typo, meant):
+    with pytest.raises(EnvError, match=f"did you mean .*{meant}"):
+        resolve_env(typo)
+
+
 def test_completely_unknown_env_id():
     with pytest.raises(EnvError, match="NoSuchEnvironment-v3"):
         resolve_env("NoSuchEnvironment-v3")

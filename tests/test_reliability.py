@@ -99,8 +99,8 @@ BAD_INPUT_CASES = [
          "--policy_hidden_spec", "JSON"),
     case("im-spec-bad-layer", IM, GA + ["{good}", "--policy_hidden_spec",
                                         '[{"type": "conv", "n": 3}]'], "conv", slow=True),
-    case("im-log-dir-missing", IM, GA + ["{good}", "--log", "{d}/no_dir/run.h5"],
-         "no_dir", "does not exist"),
+    case("im-log-parent-is-a-file", IM, GA + ["{good}", "--log", "{good}/runs/run.h5"],
+         "good.h5", "is a file, not a directory"),
     case("im-log-exists", IM, GA + ["{good}", "--log", "{log_ga}"], "log_ga.h5",
          "already exists", "--resume"),
     case("im-resume-without-log-file", IM, GA + ["{good}", "--log", "{d}/new.h5", "--resume"],
@@ -123,7 +123,8 @@ BAD_INPUT_CASES = [
          argparse=True, slow=True),
     case("rl-obs-adapter-for-another-env", RL, CP + ["--obs_adapter", "ant_v1"], "ant_v1",
          "105-dim"),
-    case("rl-log-dir-missing", RL, CP + ["--log", "{d}/no_dir/run.h5"], "does not exist"),
+    case("rl-log-parent-is-a-file", RL, CP + ["--log", "{text}/run.h5"], "text.h5",
+         "is a file, not a directory"),
     case("rl-log-exists", RL, CP + ["--log", "{log_rl}"], "already exists"),
     case("rl-resume-not-hdf5", RL, CP + ["--log", "{text}", "--resume"], "text.h5",
          "not a readable HDF5 file"),
@@ -390,7 +391,7 @@ REQUIRED_CASES = {
     "malformed --policy_hidden_spec": ["im-spec-not-json", "rl-spec-not-json"],
     "snapshot string naming no snapshot": ["ev-no-such-snapshot"],
     "NaN or inf in expert data": ["im-nan-observation", "im-inf-reward"],
-    "--log directory missing": ["im-log-dir-missing", "rl-log-dir-missing"],
+    "--log under a file": ["im-log-parent-is-a-file", "rl-log-parent-is-a-file"],
     "--log already holds a log": ["im-log-exists", "rl-log-exists", "se-out-exists"],
     "--resume without a log / with a non-log": ["im-resume-needs-log", "im-resume-not-a-log",
                                                 "im-resume-other-scripts-log",
@@ -946,6 +947,17 @@ def test_ctrl_c_saves_and_resumes(kind, tmp_path):
                     "resumed")
     assert f"at iteration {j + 1}" in out
     assert check_log(log) == j + 2
+
+
+def test_ctrl_c_without_a_log_does_not_claim_to_save(tmp_path):
+    p = spawn(script("run_rl_mj.py", *RL_ARGS, "--max_iter", 100000), str(tmp_path), "run")
+    wait_until(lambda: len(printed_iters(p)) >= 2, p, "2 iterations")
+    os.killpg(p.pid, signal.SIGINT)
+    rc, out, err = finish(p, timeout=120)
+    assert rc == 130 and "Traceback" not in err, err[-2000:]
+    assert "stopping (no --log: nothing is saved)" in err
+    assert "saving" not in err and "saved a snapshot" not in err
+    assert err.strip().splitlines()[-1] == "interrupted"
 
 
 DIVERGE_WRAPPER = """

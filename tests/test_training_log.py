@@ -102,6 +102,15 @@ def test_training_log_records_library_versions(tmp_path, monkeypatch):
     assert history() == [first[0], upgraded]
 
 
+def test_training_log_creates_missing_parent_directories_at_the_first_save(tmp_path):
+    fn = tmp_path / "runs" / "cartpole" / "log.h5"
+    log = TrainingLog(str(fn), attrs={}, out=io.StringIO())
+    log.write([("iter", 0)])
+    assert not (tmp_path / "runs").exists()      # nothing is created before a save
+    log.save()
+    assert read_log(str(fn)).rows["iter"].tolist() == [0]
+
+
 def test_read_log_reads_what_training_log_wrote(tmp_path):
     fn = str(tmp_path / "log.h5")
     log = TrainingLog(fn, attrs={"mode": "ga", "seed": 2}, out=io.StringIO())
