@@ -15,6 +15,8 @@ spec, the worker count) and wires the models in the order the original did, so a
 same run whichever way it was built. `Experiment.run` iterates, logs and snapshots
 (`imitation.training`), and resumes a killed run exactly.
 """
+import os
+import time
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -232,9 +234,47 @@ class Experiment:
         else:
             label, last = None, (lambda: self.optimizer.curr_iter - 1)
         train_log = TrainingLog(log, attrs=asdict(self.config) if attrs is None else attrs)
-        train_loop(self.step, train_log, self.models, n_iter, save_freq, print_freq,
+        returns = []
+
+        def step():
+            row = self.step()
+            fields = dict(row)
+            returns.append((fields.get("iter"), fields.get("trueret", fields.get("ret"))))
+            return row
+
+        t0 = time.time()
+        train_loop(step, train_log, self.models, n_iter, save_freq, print_freq,
                    start_iter=start, extra_state=self.state.saver(last), snapshot_label=label)
+        print(closing_summary(returns, time.time() - t0, log, self.script, max_iter,
+                              label(n_iter - 1) if label else n_iter - 1), flush=True)
         return True
+
+    @property
+    def script(self):
+        """The script that runs this kind of experiment."""
+        return "run_rl_mj.py" if isinstance(self.config, RLConfig) else "imitate_mj.py"
+
+
+def closing_summary(returns, seconds, log, script, max_iter, last_label):
+    """What a finished run prints last: how long, the true return at the end and at its best,
+    and where the log is, with the commands that evaluate, resume and plot it."""
+    m, s = divmod(int(round(seconds)), 60)
+    lines = [f"done: {len(returns)} iterations in {m}m{s:02d}s"]
+    finite = [(i, r) for i, r in returns if r is not None and np.isfinite(r)]
+    if finite:
+        best = max(finite, key=lambda x: x[1])
+        lines[0] += (f"; true return {finite[-1][1]:.2f} at the end (iter {finite[-1][0]}), "
+                     f"best {best[1]:.2f} (iter {best[0]})")
+    if not log:
+        lines.append("no --log: nothing was saved")
+        return "\n".join(lines)
+    stem = os.path.splitext(log)[0]
+    lines += [f"log: {log} (last snapshot {log}/snapshots/iter{last_label:07d})",
+              f"  evaluate: python scripts/eval_policy.py {log} --deterministic",
+              f"  resume:   python scripts/{script} --resume --log {log} --max_iter "
+              f"{2 * max_iter - 1}",
+              f"  plot:     python scripts/showlog.py {log} --out {stem}.png"]
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------- imitation

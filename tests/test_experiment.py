@@ -114,3 +114,24 @@ def test_make_policy_follows_the_action_space():
             assert type(experiment.make_policy(nn.TINY_HIDDEN_SPEC, mdp, True)) is cls
         finally:
             mdp.close()
+
+
+def test_a_finished_run_closes_with_a_summary_whose_commands_work(tmp_path):
+    """The last lines say how it went and where the log is, with commands that run; a --log
+    in directories that do not exist yet is created."""
+    log = tmp_path / "runs" / "cartpole" / "trpo.h5"
+    out = _script("run_rl_mj.py", "--env_name", "CartPole-v1", "--min_total_sa", 300,
+                  "--tiny_policy", "--num_workers", 0, "--max_iter", 3, "--log", log).stdout
+    lines = out.strip().splitlines()[-5:]
+    assert lines[0].startswith("done: 3 iterations in ") and "true return" in lines[0]
+    assert lines[1] == f"log: {log} (last snapshot {log}/snapshots/iter0000002)"
+    evaluate = lines[2].split("evaluate: ")[1].split()
+    assert evaluate[:2] == ["python", "scripts/eval_policy.py"]
+    res = subprocess.run([sys.executable, *evaluate[1:], "--num_trajs", "2", "--num_workers",
+                          "0"], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert res.returncode == 0 and res.stdout.strip().splitlines()[-1].startswith("return: ")
+    assert lines[3].split("resume:   ")[1] == (f"python scripts/run_rl_mj.py --resume --log {log} "
+                                              "--max_iter 5")
+    no_log = _script("run_rl_mj.py", "--env_name", "CartPole-v1", "--min_total_sa", 300,
+                     "--tiny_policy", "--num_workers", 0, "--max_iter", 1).stdout
+    assert no_log.strip().splitlines()[-1] == "no --log: nothing was saved"
