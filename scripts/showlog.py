@@ -59,6 +59,8 @@ class Log:
         self.path, self.label = path, label
         run = read_log(path)
         rows, self.finished = run.rows, run.finished
+        # behavioural cloning logs one row per evaluation, its `iter` counting Adam steps
+        self.bclone = run.args.get("mode") == "bclone"
         self.columns = {}
         for name in rows.dtype.names:
             col = rows[name]
@@ -80,7 +82,10 @@ class Log:
         if self.nrows == 0:
             return f"{self.label}: 0 iterations ({self.path})"
         it = self.x
-        parts = [f"{self.nrows} iterations (iter {it[0]:g}..{it[-1]:g})"]
+        if self.bclone:
+            parts = [f"{self.nrows} evaluations (Adam steps {it[0]:g}..{it[-1]:g})"]
+        else:
+            parts = [f"{self.nrows} iterations (iter {it[0]:g}..{it[-1]:g})"]
         ret = self.column("trueret")
         if ret is not None:
             ok = np.isfinite(ret)
@@ -158,9 +163,16 @@ def plot(logs, panels, out, fmt, n_smooth):
     fig = Figure(figsize=(6.4 * ncols, 3.6 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (title, fields) in zip(axes, panels):
+    mixed = any(lg.bclone for lg in logs) and not all(lg.bclone for lg in logs)
+    for ax0, (title, fields) in zip(axes, panels):
+        # Behavioural cloning counts Adam steps, GAIL and TRPO iterations: beside other logs,
+        # its lines get their own x-axis along the top.
+        bc_here = mixed and any(lg.bclone and lg.nrows and any(lg.column(f) is not None
+                                                                 for f in fields) for lg in logs)
+        ax_bc = ax0.twiny() if bc_here else ax0
         used = []  # the column names actually drawn (trueret and/or ret)
         for i, lg in enumerate(logs):
+            ax = ax_bc if lg.bclone else ax0
             color = colors[i % len(colors)]
             for j, f in enumerate(fields):
                 y = lg.column(f)
@@ -176,12 +188,16 @@ def plot(logs, panels, out, fmt, n_smooth):
                 if std is not None and n_smooth <= 1:
                     ax.fill_between(lg.x, y - std, y + std, color=color, alpha=0.15,
                                     linewidth=0)
-        ax.set_title(title if used == [title] else f"{title} ({', '.join(used or fields)})",
-                     fontsize=10)
-        ax.set_xlabel("iteration")
-        ax.grid(alpha=0.3)
-        if ax.lines and (len(logs) > 1 or len(fields) > 1):
-            ax.legend(fontsize=8)
+        ax0.set_title(title if used == [title] else f"{title} ({', '.join(used or fields)})",
+                      fontsize=10)
+        only_bc = all(lg.bclone for lg in logs)
+        ax0.set_xlabel("Adam steps (behavioural cloning)" if only_bc else "iteration")
+        if bc_here:
+            ax_bc.set_xlabel("Adam steps (behavioural cloning)", fontsize=8)
+        ax0.grid(alpha=0.3)
+        lines = ax0.lines + (ax_bc.lines if bc_here else [])
+        if lines and (len(logs) > 1 or len(fields) > 1):
+            ax0.legend(lines, [ln.get_label() for ln in lines], fontsize=8)
     for ax in axes[n:]:
         ax.set_visible(False)
     if n_smooth > 1:

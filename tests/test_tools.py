@@ -356,3 +356,24 @@ def test_reward_terms_cli_discrete(capsys):
     assert lines[2].split() == ["return", "60.0", "0.0"]
     assert lines[3].split() == ["length", "60.0", "0.0"]
     assert "actions:" not in out
+
+
+def test_showlog_puts_behavioural_cloning_on_adam_steps(tmp_path):
+    """A behavioural-cloning log counts Adam steps, not iterations: its summary says so, and
+    beside an RL log it gets its own x-axis (drawn; the figure is written)."""
+    from imitation.training import TrainingLog
+
+    bc, rl = str(tmp_path / "bc.h5"), str(tmp_path / "rl.h5")
+    log = TrainingLog(bc, attrs={"mode": "bclone"}, out=open(os.devnull, "w"))
+    for it in (1, 1001, 2001):
+        log.write([("iter", it), ("trueret", 100. + it / 100), ("valacc", -1.)])
+    log.save(finished=True)
+    log = TrainingLog(rl, attrs={"env_name": "CartPole-v1"}, out=open(os.devnull, "w"))
+    for it in range(4):
+        log.write([("iter", it), ("ret", 20. * it)])
+    log.save(finished=True)
+    code, out, err = run_cli("showlog", [rl, bc, "--out", tmp_path / "both.png"])
+    assert code == 0, err
+    assert "bc.h5: 3 evaluations (Adam steps 1..2001)" in out
+    assert "rl.h5: 4 iterations (iter 0..3)" in out
+    assert os.path.getsize(tmp_path / "both.png") > 0
