@@ -203,13 +203,14 @@ class Experiment:
         self.mdp.close()
 
     def run(self, max_iter=None, log=None, save_freq=20, print_freq=1, resume=False,
-            attrs=None):
+            attrs=None, verbose=False):
         """Train for `max_iter` iterations (GAIL/TRPO) or Adam steps (behavioural cloning),
         printing rows every `print_freq`; with `log` (a path), write rows, `attrs` (the run's
         arguments; default: the config) and snapshots every `save_freq` iterations to it.
-        `resume`: continue the run logged in `log`. Returns False when a resumed run had
-        nothing left to do."""
-        from imitation.training import TrainingLog, read_log, train_loop
+        `resume`: continue the run logged in `log`. The console shows the compact columns
+        (training.COMPACT_COLUMNS) unless `verbose`; the log holds all. Returns False when a
+        resumed run had nothing left to do."""
+        from imitation.training import COMPACT_COLUMNS, TrainingLog, read_log, train_loop
 
         max_iter = max_iter or self.default_max_iter
         bclone = self.bclone_steps is not None
@@ -233,7 +234,8 @@ class Experiment:
             label, last = (lambda it: self.bclone_steps[it]), (lambda: len(self.bclone_steps) - 1)
         else:
             label, last = None, (lambda: self.optimizer.curr_iter - 1)
-        train_log = TrainingLog(log, attrs=asdict(self.config) if attrs is None else attrs)
+        train_log = TrainingLog(log, attrs=asdict(self.config) if attrs is None else attrs,
+                                print_columns=None if verbose else COMPACT_COLUMNS)
         returns = []
 
         def step():

@@ -20,6 +20,46 @@ import numpy as np
 
 from policyopt import util
 
+# Every column a training log can hold (the original's names), what it means. The console shows
+# COMPACT_COLUMNS unless --verbose; the log always holds every column.
+LOG_COLUMNS = {
+    "iter": "iteration (behavioural cloning: Adam steps done)",
+    "trueret": "mean true (environment) return of the iteration's trajectories",
+    "ret": "mean return of the iteration's trajectories (TRPO)",
+    "trueret_std": "standard deviation of the evaluation returns (behavioural cloning)",
+    "iret": "mean return under the imitation reward (discriminator or linear reward)",
+    "avglen": "mean trajectory length",
+    "nsa": "transitions sampled this iteration",
+    "ent": "mean entropy of the policy's action distribution",
+    "vf_r2": "R^2 of the value function against the Q values (before its fit)",
+    "tbase_r2": "R^2 of a time-only baseline against the Q values",
+    "dx": "size of the policy step (parameter-space norm)",
+    "dl": "improvement of the TRPO surrogate objective",
+    "kl": "mean KL(old || new) of the policy step",
+    "gnorm": "norm of the surrogate's gradient",
+    "bt": "line-search backtracking steps (11: no step taken)",
+    "rloss": "discriminator loss after its fit (FEM/GTAL: the expert-minus-policy margin)",
+    "racc": "discriminator accuracy, mean of raccpi and raccex",
+    "raccpi": "share of policy pairs the discriminator scores as policy",
+    "raccex": "share of expert pairs the discriminator scores as expert",
+    "vf_dl": "improvement of the value function's objective",
+    "vf_kl": "the value function step's mean squared change",
+    "vf_gnorm": "norm of the value function's gradient",
+    "vf_bt": "the value function's line-search backtracking steps",
+    "trainloss": "behavioural cloning: -mean log pi(expert action) on the training pairs",
+    "valloss": "behavioural cloning: the same on the validation pairs",
+    "valacc": "behavioural cloning: validation accuracy as the original (-NLL discrete, "
+              "-squared error of the mean action continuous)",
+    "tsamp": "seconds sampling",
+    "tadv": "seconds computing rewards and advantages",
+    "tstep": "seconds in the policy step",
+    "treward": "seconds fitting the reward",
+    "tvf": "seconds fitting the value function",
+    "ttotal": "seconds for the whole iteration",
+}
+COMPACT_COLUMNS = ("iter", "trueret", "ret", "iret", "avglen", "ent", "kl", "bt", "racc",
+                   "vf_r2", "trueret_std", "valloss", "valacc", "ttotal")
+
 
 def _fmt(v):
     """A log value as printed in the console table."""
@@ -54,7 +94,9 @@ class TrainingLog:
     every iteration up to its last completed save.
     """
 
-    def __init__(self, filename=None, attrs=None, header_every=20, out=None):
+    def __init__(self, filename=None, attrs=None, header_every=20, out=None,
+                 print_columns=None):
+        """`print_columns`: the columns shown on the console (None: all of them)."""
         import os
 
         self.filename = filename
@@ -62,6 +104,7 @@ class TrainingLog:
         self.versions = util.library_versions()  # once: they cannot change within a process
         self.header_every = header_every
         self.out = out
+        self.print_columns = None if print_columns is None else set(print_columns)
         self.pending = []
         self.columns = None
         self.num_printed = 0
@@ -85,6 +128,8 @@ class TrainingLog:
             self._print(kvs)
 
     def _print(self, kvs):
+        if self.print_columns is not None:
+            kvs = [(k, v) for k, v in kvs if k in self.print_columns]
         out = self.out or sys.stdout
         widths = [max(len(k), 9) for k, _ in kvs]
         if self.num_printed % self.header_every == 0:

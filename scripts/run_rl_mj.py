@@ -46,6 +46,9 @@ def build_parser():
     g.add_argument("--log", default=None, help="HDF5 log file to create")
     g.add_argument("--save_freq", type=cli.positive_int, default=20)
     g.add_argument("--print_freq", type=cli.positive_int, default=1)
+    g.add_argument("--verbose", action="store_true",
+                   help="print every log column on the console (default: a compact set; the "
+                        "log always holds all of them; showlog.py --columns explains each)")
     cli.add_resume_arg(g)
     cli.add_common_args(p)
     return p
@@ -67,7 +70,8 @@ def main(argv=None):
         vars(args).update(asdict(exp.config))  # the log records what the builder resolved
         print(exp.summary, flush=True)
         exp.run(args.max_iter, log=args.log, save_freq=args.save_freq,
-                print_freq=args.print_freq, resume=args.resume, attrs=vars(args))
+                print_freq=args.print_freq, resume=args.resume, attrs=vars(args),
+                verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,12 @@ OUT_FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("logs", nargs="+", metavar="LOG.h5", help="training logs (HDF5)")
-    p.add_argument("--out", required=True,
-                   help="figure to write (.png, .pdf or .svg); never one of the logs")
+    p.add_argument("logs", nargs="*", metavar="LOG.h5", help="training logs (HDF5)")
+    p.add_argument("--out",
+                   help="figure to write (.png, .pdf or .svg); never one of the logs (required "
+                        "with logs)")
+    p.add_argument("--columns", action="store_true",
+                   help="print what every log column means, and exit")
     p.add_argument("--fields", nargs="+", default=None, metavar="FIELD",
                    help="log columns to plot, one panel each (default: return, discriminator "
                         "accuracy, kl, ent)")
@@ -207,7 +210,19 @@ def plot(logs, panels, out, fmt, n_smooth):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.columns:
+        from imitation.training import COMPACT_COLUMNS, LOG_COLUMNS
+
+        width = max(map(len, LOG_COLUMNS))
+        for name, meaning in LOG_COLUMNS.items():
+            mark = "*" if name in COMPACT_COLUMNS else " "
+            print(f"{name:<{width}} {mark} {meaning}")
+        print("(* shown on the console by default; --verbose shows every column)")
+        return
+    if not args.logs or not args.out:
+        parser.error("the following arguments are required: LOG.h5, --out")
     out = args.out
     fmt = OUT_FORMATS.get(os.path.splitext(out)[1].lower())
     if fmt is None:

@@ -377,3 +377,27 @@ def test_showlog_puts_behavioural_cloning_on_adam_steps(tmp_path):
     assert "bc.h5: 3 evaluations (Adam steps 1..2001)" in out
     assert "rl.h5: 4 iterations (iter 0..3)" in out
     assert os.path.getsize(tmp_path / "both.png") > 0
+
+
+def test_every_logged_column_is_documented_and_the_console_is_compact(tmp_path):
+    """The console shows the compact columns by default and all with --verbose; the log holds
+    all either way; showlog.py --columns explains every column a GAIL, TRPO or BC log has."""
+    from imitation.training import COMPACT_COLUMNS, LOG_COLUMNS, read_log
+
+    data = os.path.join(REPO, "expert_trajs", "cartpole.h5")
+    common = ["--tiny_policy", "--num_workers", 0, "--max_iter", 1]
+    runs = {"ga": ["imitate_mj", "--mode", "ga", "--data", data, "--min_total_sa", 200],
+            "bc": ["imitate_mj", "--mode", "bclone", "--data", data, "--bclone_eval_ntrajs", 1],
+            "rl": ["run_rl_mj", "--env_name", "CartPole-v1", "--min_total_sa", 200]}
+    for kind, (name, *argv) in runs.items():
+        for verbose in (False, True):
+            log = tmp_path / f"{kind}{verbose}.h5"
+            code, out, err = run_cli(name, argv + common + ["--log", log]
+                                     + (["--verbose"] if verbose else []))
+            assert code == 0, err
+            cols = list(read_log(str(log)).rows.dtype.names)
+            assert set(cols) <= set(LOG_COLUMNS), set(cols) - set(LOG_COLUMNS)
+            header = next(ln.split() for ln in out.splitlines() if ln.split()[:1] == ["iter"])
+            assert header == (cols if verbose else [c for c in cols if c in COMPACT_COLUMNS])
+    code, out, _ = run_cli("showlog", ["--columns"])
+    assert code == 0 and [ln.split()[0] for ln in out.splitlines()[:-1]] == list(LOG_COLUMNS)

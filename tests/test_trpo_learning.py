@@ -104,7 +104,7 @@ def test_run_rl_mj_end_to_end(tmp_path):
     log = tmp_path / "cartpole.h5"
     p = run_script("run_rl_mj.py", "--env_name", "CartPole-v1", "--tiny_policy",
                    "--min_total_sa", 1000, "--max_iter", 11, "--save_freq", 5, "--log", log,
-                   "--num_workers", 2, "--seed", 3)
+                   "--num_workers", 2, "--seed", 3, "--verbose")
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     header = [i for i, l in enumerate(lines) if l.split()[:3] == ["iter", "ret", "avglen"]]
