@@ -112,8 +112,9 @@ def test_run_rl_mj_end_to_end(tmp_path):
     h = header[0]
     assert lines[h].split() == EXPECTED_COLUMNS
     assert set(lines[h + 1].replace(" ", "")) == {"-"}
-    rows = [l.split() for l in lines[h + 2:]]
+    rows = [l.split() for l in lines[h + 2:h + 13]]
     assert [int(r[0]) for r in rows] == list(range(11))
+    assert lines[h + 13].startswith("done: 11 iterations in ")   # the closing summary
 
     # the log table
     with tables.open_file(str(log), "r") as f:
