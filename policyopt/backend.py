@@ -94,9 +94,11 @@ def compile_mode(backend=None):
     if name not in _MODES:
         from pytensor.compile.mode import Mode
 
-        from policyopt import blas
+        from policyopt import blas, cbuild
 
         blas.setup()  # before the first compile: the C backend's BLAS flags must be set
+        if name in ("c", "jax"):  # (JAX's sampling graphs are compiled to C)
+            cbuild.setup()
         check_backend_available(name)
         mode = Mode(linker=_LINKERS[name], optimizer="fast_run")
         if name == "c":

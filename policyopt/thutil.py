@@ -10,7 +10,7 @@ import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
-from policyopt import backend
+from policyopt import backend, cbuild
 
 floatX = pytensor.config.floatX
 
@@ -23,13 +23,13 @@ class CompiledFunction:
     def __init__(self, inputs, outputs, updates=None, givens=None, name=None, backend_name=None):
         self.single = not isinstance(outputs, (list, tuple))
         outs = [outputs] if self.single else list(outputs)
-        with warnings.catch_warnings():
+        mode = backend.compile_mode(backend_name)
+        with warnings.catch_warnings(), cbuild.compiling(name):
             # JAX tracing drops PyTensor's runtime shape assertions (static shapes make them
             # hold by construction); PyTensor warns once per graph
             warnings.filterwarnings("ignore", message="Skipping Assert")
             self.fn = pytensor.function(list(inputs), outs, updates=updates, givens=givens,
-                                        mode=backend.compile_mode(backend_name),
-                                        on_unused_input="ignore", name=name)
+                                        mode=mode, on_unused_input="ignore", name=name)
         self.scalar_out = [o.ndim == 0 for o in outs]
         # JAX hands back jax.Array outputs; the library's numeric code is NumPy, and NumPy
         # reductions on jax.Arrays dispatch to JAX (float32, a device round trip on a GPU)
