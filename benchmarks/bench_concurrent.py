@@ -13,7 +13,8 @@ MKL_NUM_THREADS=1). This benchmark measures the three situations with the same H
 
 From each run's log, the median over iterations 1.. of the TRPO step (``tstep``) and of the
 whole iteration (``ttotal``); iteration 0 (compiles) is left out and the compile cache is filled
-by an untimed run first. Prints ``name: value`` lines, among them the ratios
+by an untimed run first; the sampling (``tsamp``) and value-fit (``tvf``) times are shown too.
+Prints ``name: value`` lines, among them the ratios
 ``pair_iter_vs_alone`` and ``pair_step_vs_alone`` (target: close to 1 on a machine with at least
 two cores) and ``pair_spin_step_vs_alone``.
 
@@ -54,12 +55,16 @@ def finish(procs):
             raise RuntimeError(f"run_rl_mj.py failed ({p.returncode}):\n{err[-2000:]}")
 
 
+PHASES = ("ttotal", "tstep", "tsamp", "tvf")
+
+
 def medians(log):
-    """(median ttotal, median tstep) over iterations 1.. of a finished log."""
+    """Medians over iterations 1.. of a finished log's iteration, TRPO step, sampling and value
+    fit times."""
     from imitation.training import read_log
 
     rows = read_log(log).rows
-    return float(np.median(rows["ttotal"][1:])), float(np.median(rows["tstep"][1:]))
+    return tuple(float(np.median(rows[c][1:])) for c in PHASES)
 
 
 def main(argv=None):
@@ -89,15 +94,19 @@ def main(argv=None):
             finish(procs)
             runs = [medians(path(f"{name}{i}")) for i in range(2)]
             out[name] = tuple(float(np.mean(v)) for v in zip(*runs))
-            print(f"{name}: per run (iteration s, step s) {runs}", file=sys.stderr, flush=True)
+            print(f"{name}: per run ({', '.join(PHASES)}) {runs}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    lines = [("alone_iter_s", out["alone"][0]), ("alone_step_s", out["alone"][1])]
-    for name in ("pair", "pair_spin"):
-        lines += [(f"{name}_iter_s", out[name][0]), (f"{name}_step_s", out[name][1]),
-                  (f"{name}_iter_vs_alone", out[name][0] / out["alone"][0]),
-                  (f"{name}_step_vs_alone", out[name][1] / out["alone"][1])]
+    lines = []
+    for name in ("alone", "pair", "pair_spin"):
+        iter_s, step_s, samp_s, vf_s = out[name]
+        lines += [(f"{name}_iter_s", iter_s), (f"{name}_step_s", step_s),
+                  (f"{name}_sampling_s", samp_s), (f"{name}_vf_s", vf_s)]
+        if name != "alone":
+            lines += [(f"{name}_iter_vs_alone", iter_s / out["alone"][0]),
+                      (f"{name}_step_vs_alone", step_s / out["alone"][1]),
+                      (f"{name}_sampling_vs_alone", samp_s / out["alone"][2])]
     for name, value in lines:
         print(f"{name}: {value:.3f}")
     print(f"cores: {len(os.sched_getaffinity(0))}")
