@@ -29,11 +29,13 @@ setup(
     extras_require={
         # the tests cover every backend (numba comes with pytensor; jax on the CPU) and video
         "test": ["pytest>=7", "jax>=0.4.30", "imageio[ffmpeg]>=2.30", "pygame>=2.1",
-                 "ruff>=0.5"],
+                 "ruff>=0.5", "minari>=0.5"],
         "numba": ["numba>=0.59"],
         "jax": ["jax>=0.4.30"],
         "cluster": ["dask-jobqueue>=0.8"],
         # scripts/vis_mj.py: MP4 output (imageio-ffmpeg), classic-control rendering (pygame)
         "video": ["imageio[ffmpeg]>=2.30", "pygame>=2.1"],
+        # Minari datasets in and out (scripts/import_dataset.py, export_dataset.py)
+        "datasets": ["minari>=0.5"],
     },
 )

@@ -20,6 +20,8 @@ from imitation.errors import UserError
 from policyopt.util import atomic_write, library_versions
 
 REQUIRED = ("obs_B_T_Do", "a_B_T_Da", "r_B_T", "len_B")
+# Kept by imports from other formats (imitation.interop); training does not use them.
+OPTIONAL = ("terminated_B", "truncated_B", "obs_final_B_Do")
 
 
 @dataclass
@@ -32,6 +34,7 @@ class ExpertData:
     len_B: np.ndarray
     attrs: dict = field(default_factory=dict)
     path: str = ""
+    extra: dict = field(default_factory=dict)  # the OPTIONAL arrays the file holds
 
     @property
     def num_trajs(self):
@@ -78,6 +81,7 @@ def load_dataset(path):
             if not isinstance(f[k], h5py.Dataset):
                 raise UserError(f"{path}: {k} is not a dataset")
         obs, a, r, lens = (f[k][()] for k in REQUIRED)
+        extra = {k: f[k][()] for k in OPTIONAL if k in f and isinstance(f[k], h5py.Dataset)}
         attrs = {k: _attr(v) for k, v in f.attrs.items()}
     if obs.ndim != 3 or a.ndim != 3 or r.ndim != 2 or lens.ndim != 1:
         raise UserError(f"{path}: expected obs_B_T_Do, a_B_T_Da 3-D, r_B_T 2-D, len_B 1-D; got "
@@ -95,7 +99,7 @@ def load_dataset(path):
         if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x[mask])):
             raise UserError(f"{path}: {name} contains NaN or inf")
     return ExpertData(obs.astype(np.float64), a, r.astype(np.float64), lens.astype(np.int64),
-                      attrs, path)
+                      attrs, path, extra)
 
 
 def subsample(data, limit_trajs, data_subsamp_freq, seed=0):

@@ -1,0 +1,349 @@
+"""Expert data in and out of the field's formats: Minari datasets and D4RL-style flat arrays.
+
+The project's dataset (`imitation.data`) holds whole trajectories, right-padded:
+``obs_B_T_Do``, ``a_B_T_Da`` (integers with Da = 1 for discrete actions), ``r_B_T``, ``len_B``.
+An import also keeps what the formats know and the layout does not: ``terminated_B`` and
+``truncated_B`` (how each episode ended) and ``obs_final_B_Do`` (the observation after the last
+action, which Minari stores and training does not use), with the source in the ``source``
+attribute.
+
+* **Minari** (Farama's standard for offline datasets, the successor of D4RL): episodes of
+  T actions and T + 1 observations; the last observation goes to ``obs_final_B_Do``.
+* **Flat files** (D4RL's layout; ``.npz`` or ``.hdf5``/``.h5``): one row per step,
+  ``observations``, ``actions``, ``rewards``, ``terminals``, ``timeouts``; an episode ends at a
+  row whose terminal or timeout flag is set.
+
+Every problem with the input is a one-line `UserError`.
+"""
+import json
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from imitation.errors import UserError
+
+FLAT_COLUMNS = ("observations", "actions", "rewards", "terminals", "timeouts")
+
+
+@dataclass
+class Episodes:
+    """Episodes as lists of per-episode arrays, the common ground of every format."""
+
+    obs: list          # each (T, Do) float64
+    actions: list      # each (T, Da): float64, or int64 with Da = 1 for discrete actions
+    rewards: list      # each (T,)
+    terminated: np.ndarray   # (B,) bool: the episode ended by termination
+    truncated: np.ndarray    # (B,) bool: ... by a time limit (or another truncation)
+    obs_final: list = None   # each (Do,): the observation after the last action, if known
+    env_name: str = None
+    source: str = ""
+
+    def __len__(self):
+        return len(self.obs)
+
+
+def _check_finite(name, x, where):
+    if np.issubdtype(np.asarray(x).dtype, np.floating) and not np.all(np.isfinite(x)):
+        raise UserError(f"{where}: {name} contains NaN or inf")
+
+
+def _flat_actions(a, where, discrete):
+    a = np.asarray(a)
+    if discrete:
+        if not np.issubdtype(a.dtype, np.integer):
+            if not np.all(a == np.round(a)):
+                raise UserError(f"{where}: discrete actions are not whole numbers")
+            a = a.astype(np.int64)
+        return a.reshape(len(a), -1).astype(np.int64)
+    return a.reshape(len(a), -1).astype(np.float64)
+
+
+# --------------------------------------------------------------------------------- Minari
+
+def _require_minari():
+    try:
+        import minari
+    except ImportError:
+        raise UserError("Minari is not installed: pip install -e \".[datasets]\"")
+    return minari
+
+
+def read_minari(dataset_id):
+    """Episodes of a Minari dataset in the local store (``minari download ID`` fetches one)."""
+    minari = _require_minari()
+    import gymnasium as gym
+
+    local = minari.list_local_datasets()
+    if dataset_id not in local:
+        import difflib
+
+        close = difflib.get_close_matches(dataset_id, list(local), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UserError(f"no Minari dataset {dataset_id!r} in the local store "
+                        f"($MINARI_DATASETS_PATH or ~/.minari/datasets){hint}; "
+                        f"`minari download {dataset_id}` fetches a remote one")
+    ds = minari.load_dataset(dataset_id)
+    where = f"Minari dataset {dataset_id}"
+    if not isinstance(ds.observation_space, gym.spaces.Box):
+        raise UserError(f"{where}: observations are {type(ds.observation_space).__name__}; only "
+                        "flat Box observations are supported")
+    discrete = isinstance(ds.action_space, gym.spaces.Discrete)
+    if not discrete and not isinstance(ds.action_space, gym.spaces.Box):
+        raise UserError(f"{where}: actions are {type(ds.action_space).__name__}; only Box and "
+                        "Discrete actions are supported")
+    if discrete and ds.action_space.start != 0:
+        raise UserError(f"{where}: discrete actions start at {ds.action_space.start}, not 0")
+    eps = Episodes([], [], [], None, None, [], source=f"minari:{dataset_id}")
+    term, trunc = [], []
+    for ep in ds.iterate_episodes():
+        obs = np.asarray(ep.observations, dtype=np.float64)
+        T = len(ep.rewards)
+        if obs.ndim != 2 or len(obs) != T + 1 or len(ep.actions) != T:
+            raise UserError(f"{where}: episode {ep.id} has {len(obs)} observations, "
+                            f"{len(ep.actions)} actions and {T} rewards (expected T + 1, T, T)")
+        if T == 0:
+            raise UserError(f"{where}: episode {ep.id} is empty")
+        if not (ep.terminations[-1] or ep.truncations[-1]):
+            raise UserError(f"{where}: episode {ep.id} never ends (its last step is neither "
+                            "terminated nor truncated)")
+        for name, x in (("observations", obs), ("actions", ep.actions), ("rewards", ep.rewards)):
+            _check_finite(name, x, f"{where}, episode {ep.id}")
+        eps.obs.append(obs[:-1])
+        eps.obs_final.append(obs[-1])
+        eps.actions.append(_flat_actions(ep.actions, where, discrete))
+        eps.rewards.append(np.asarray(ep.rewards, dtype=np.float64))
+        term.append(bool(ep.terminations[-1]))
+        trunc.append(bool(ep.truncations[-1]) and not bool(ep.terminations[-1]))
+    if not eps.obs:
+        raise UserError(f"{where} holds no episodes")
+    eps.terminated, eps.truncated = np.array(term), np.array(trunc)
+    env_spec = ds.spec.env_spec
+    eps.env_name = env_spec.id if env_spec is not None else None
+    return eps
+
+
+def write_minari(eps, dataset_id, description=None):
+    """Write episodes as a Minari dataset in the local store. The observation after the last
+    action is the stored one (``obs_final_B_Do``) or, when the dataset has none, a copy of the
+    last observation (said in the dataset's description)."""
+    minari = _require_minari()
+    import gymnasium as gym
+    from minari.data_collector.episode_buffer import EpisodeBuffer
+
+    if dataset_id in minari.list_local_datasets():
+        raise UserError(f"a Minari dataset {dataset_id!r} already exists in the local store "
+                        f"(remove it with `minari delete {dataset_id}`)")
+    buffers = []
+    copied_final = eps.obs_final is None
+    for b in range(len(eps)):
+        final = eps.obs[b][-1] if copied_final else eps.obs_final[b]
+        T = len(eps.rewards[b])
+        terms = np.zeros(T, dtype=bool)
+        truncs = np.zeros(T, dtype=bool)
+        terms[-1] = eps.terminated[b]
+        truncs[-1] = eps.truncated[b]
+        a = eps.actions[b]
+        discrete = np.issubdtype(a.dtype, np.integer)
+        buffers.append(EpisodeBuffer(
+            id=b, observations=np.concatenate([eps.obs[b], final[None]]),
+            actions=a[:, 0] if discrete else a,
+            rewards=list(eps.rewards[b]), terminations=list(terms), truncations=list(truncs),
+            infos={}))
+    Do = eps.obs[0].shape[1]
+    a0 = eps.actions[0]
+    if np.issubdtype(a0.dtype, np.integer):
+        action_space = gym.spaces.Discrete(int(max(a.max() for a in eps.actions)) + 1)
+    else:
+        action_space = gym.spaces.Box(-np.inf, np.inf, (a0.shape[1],), np.float64)
+    # float64 spaces: the project's data is float64, and an import gives back the same arrays
+    note = description or f"exported from {eps.source}"
+    if copied_final:
+        note += ("; the observation after each episode's last action was not recorded and is a "
+                 "copy of the last observation")
+    with warnings.catch_warnings():
+        # Minari's reminders to fill author, permalink...; Gymnasium's for old env versions
+        warnings.simplefilter("ignore")
+        return minari.create_dataset_from_buffers(
+            dataset_id, buffers, env=eps.env_name if eps.env_name in gym.registry else None,
+            observation_space=gym.spaces.Box(-np.inf, np.inf, (Do,), np.float64),
+            action_space=action_space, algorithm_name="expert (policyopt)", description=note,
+            ref_min_score=0., ref_max_score=1.)
+
+
+# ---------------------------------------------------------------------- flat (D4RL) files
+
+def read_flat(path, drop_unfinished=False):
+    """Episodes of a D4RL-style flat file (.npz, .hdf5/.h5)."""
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file")
+    ext = os.path.splitext(path)[1].lower()
+    cols, attrs = {}, {}
+    try:
+        if ext == ".npz":
+            with np.load(path, allow_pickle=False) as f:
+                cols = {k: f[k] for k in f.files}
+        elif ext in (".hdf5", ".h5"):
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                cols = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+                attrs = {k: (v.decode() if isinstance(v, bytes) else v)
+                         for k, v in f.attrs.items()}
+        else:
+            raise UserError(f"{path}: expected a .npz or .hdf5/.h5 file")
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"{path}: cannot read it ({type(e).__name__}: {e})")
+    missing = [c for c in FLAT_COLUMNS if c not in cols]
+    if missing:
+        raise UserError(f"{path}: missing {', '.join(missing)} (has "
+                        f"{', '.join(sorted(cols)) or 'nothing'}); a flat file needs "
+                        f"{', '.join(FLAT_COLUMNS)}")
+    obs = np.asarray(cols["observations"], dtype=np.float64)
+    N = len(obs)
+    if obs.ndim != 2:
+        raise UserError(f"{path}: observations must be (steps, dims), got {obs.shape}")
+    lengths = {c: len(cols[c]) for c in FLAT_COLUMNS}
+    if len(set(lengths.values())) != 1:
+        raise UserError(f"{path}: columns of different lengths: "
+                        + ", ".join(f"{c} {n}" for c, n in lengths.items()))
+    if N == 0:
+        raise UserError(f"{path} holds no steps")
+    a_raw = np.asarray(cols["actions"])
+    discrete = np.issubdtype(a_raw.dtype, np.integer) or (a_raw.ndim == 1)
+    actions = _flat_actions(a_raw, path, discrete)
+    rewards = np.asarray(cols["rewards"], dtype=np.float64).reshape(N)
+    for name, x in (("observations", obs), ("actions", actions), ("rewards", rewards)):
+        _check_finite(name, x, path)
+    terminals = np.asarray(cols["terminals"]).reshape(N).astype(bool)
+    timeouts = np.asarray(cols["timeouts"]).reshape(N).astype(bool)
+    ends = np.flatnonzero(terminals | timeouts)
+    if len(ends) == 0 or ends[-1] != N - 1:
+        last = ends[-1] + 1 if len(ends) else 0
+        if not drop_unfinished or last == 0:
+            raise UserError(f"{path}: the last {N - last} steps (from row {last}) belong to an "
+                            "episode that never ends (no terminal or timeout flag)"
+                            + ("" if drop_unfinished else "; --drop_unfinished drops them"))
+        N = last
+    starts = np.concatenate([[0], ends[:-1] + 1]) if len(ends) else np.array([], int)
+    eps = Episodes([], [], [], terminals[ends], timeouts[ends] & ~terminals[ends],
+                   None, source=f"flat:{os.path.abspath(path)}")
+    for s, e in zip(starts, ends + 1):
+        eps.obs.append(obs[s:e])
+        eps.actions.append(actions[s:e])
+        eps.rewards.append(rewards[s:e])
+    name = cols.get("env_name", attrs.get("env_name"))
+    if name is not None:
+        eps.env_name = str(np.asarray(name).item() if isinstance(name, np.ndarray) else name)
+    return eps
+
+
+def write_flat(eps, path):
+    """Write episodes as a D4RL-style .npz (with ``env_name``), atomically."""
+    from policyopt.util import atomic_write
+
+    if not path.endswith(".npz"):
+        raise UserError(f"{path}: the flat export writes .npz files")
+    T_B = [len(r) for r in eps.rewards]
+    terminals = np.zeros(sum(T_B), dtype=bool)
+    timeouts = np.zeros(sum(T_B), dtype=bool)
+    ends = np.cumsum(T_B) - 1
+    terminals[ends] = eps.terminated
+    timeouts[ends] = eps.truncated
+    cols = dict(observations=np.concatenate(eps.obs), actions=np.concatenate(eps.actions),
+                rewards=np.concatenate(eps.rewards), terminals=terminals, timeouts=timeouts)
+    if eps.env_name:
+        cols["env_name"] = np.array(eps.env_name)
+    with atomic_write(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **cols)
+
+
+# --------------------------------------------------------------- the project's datasets
+
+def from_dataset(data, max_episode_steps=None):
+    """Episodes of a loaded project dataset (`imitation.data.load_dataset`). How an episode
+    ended comes from ``terminated_B``/``truncated_B`` when the dataset records it, else from
+    its length: the environment's time limit (`max_episode_steps`) means truncated."""
+    B = data.num_trajs
+    lens = data.len_B
+    obs = [data.obs_B_T_Do[b, :lens[b]] for b in range(B)]
+    acts = [data.a_B_T_Da[b, :lens[b]] for b in range(B)]
+    rews = [data.r_B_T[b, :lens[b]] for b in range(B)]
+    extra = data.extra
+    if "terminated_B" in extra and "truncated_B" in extra:
+        term, trunc = extra["terminated_B"].astype(bool), extra["truncated_B"].astype(bool)
+    else:
+        trunc = (lens >= max_episode_steps) if max_episode_steps else np.zeros(B, bool)
+        term = ~trunc
+    final = extra.get("obs_final_B_Do")
+    return Episodes(obs, acts, rews, term, trunc,
+                    None if final is None else list(final), data.env_name,
+                    source=f"dataset:{os.path.abspath(data.path)}")
+
+
+def write_dataset(eps, path, attrs=None):
+    """Write episodes as a project dataset (atomically), with how each one ended and the
+    observation after its last action when known."""
+    import h5py
+
+    from policyopt.util import atomic_write, library_versions
+
+    B = len(eps)
+    lens = np.array([len(r) for r in eps.rewards], dtype=np.int32)
+    T, Do = int(lens.max()), eps.obs[0].shape[1]
+    Da = eps.actions[0].shape[1]
+    discrete = np.issubdtype(eps.actions[0].dtype, np.integer)
+    obs = np.zeros((B, T, Do))
+    a = np.zeros((B, T, Da), dtype=np.int64 if discrete else np.float64)
+    r = np.zeros((B, T))
+    for b in range(B):
+        if eps.obs[b].shape[1] != Do or eps.actions[b].shape[1] != Da:
+            raise UserError(f"{eps.source}: episode {b} has {eps.obs[b].shape[1]}-dim "
+                            f"observations / {eps.actions[b].shape[1]}-dim actions, episode 0 "
+                            f"{Do} / {Da}")
+        obs[b, :lens[b]] = eps.obs[b]
+        a[b, :lens[b]] = eps.actions[b]
+        r[b, :lens[b]] = eps.rewards[b]
+    attrs = {"versions": library_versions(), "env_name": eps.env_name, "source": eps.source,
+             **(attrs or {})}
+    with atomic_write(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("obs_B_T_Do", data=obs, compression="gzip", compression_opts=4)
+            f.create_dataset("a_B_T_Da", data=a, compression="gzip", compression_opts=4)
+            f.create_dataset("r_B_T", data=r, compression="gzip", compression_opts=4)
+            f.create_dataset("len_B", data=lens)
+            f.create_dataset("terminated_B", data=np.asarray(eps.terminated, bool))
+            f.create_dataset("truncated_B", data=np.asarray(eps.truncated, bool))
+            if eps.obs_final is not None:
+                f.create_dataset("obs_final_B_Do", data=np.stack(eps.obs_final))
+            for k, v in attrs.items():
+                if v is not None:
+                    f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
+
+
+def check_fits_env(eps, env_name):
+    """UserError when the episodes' sizes do not fit the environment's spaces."""
+    from imitation.data import ExpertData, check_fits_mdp
+    from imitation.envs import GymMDP
+    from imitation.errors import EnvError
+
+    try:
+        mdp = GymMDP(env_name, num_workers=1)
+    except EnvError as e:
+        raise UserError(str(e))
+    lens = np.array([len(r) for r in eps.rewards])
+    T = int(lens.max())
+    Da = eps.actions[0].shape[1]
+    a = np.zeros((len(eps), T, Da), dtype=eps.actions[0].dtype)
+    for b in range(len(eps)):
+        a[b, :lens[b]] = eps.actions[b]
+    probe = ExpertData(np.zeros((len(eps), 1, eps.obs[0].shape[1])), a,
+                       np.zeros((len(eps), T)), lens, {}, eps.source)
+    try:
+        check_fits_mdp(probe, mdp)
+    finally:
+        mdp.close()
