@@ -6,6 +6,8 @@ Legacy observation adapters let the original authors' experts (trained on gym 0.
 today's environments; they are selected by the original environment id or by name, never
 applied implicitly.
 """
+import importlib
+import json
 import warnings
 from dataclasses import dataclass, field
 
@@ -131,14 +133,46 @@ class EnvSpec:
         return self.adapter.fn(obs) if self.adapter is not None else obs
 
 
-def resolve_env(env_name, obs_adapter=None, max_traj_len=None):
-    """EnvSpec for a Gymnasium id or an original id (e.g. 'Ant-v1' -> Ant-v5 + ant_v1 adapter).
+def parse_env_kwargs(text):
+    """The --env_kwargs JSON object as a dict ({} for None or empty); EnvError otherwise."""
+    if text in (None, ""):
+        return {}
+    if isinstance(text, dict):
+        return dict(text)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise EnvError(f"env_kwargs is not valid JSON ({e.msg} at character {e.pos}): {text}")
+    if not isinstance(value, dict):
+        raise EnvError("env_kwargs must be a JSON object such as "
+                       f"'{{\"ctrl_cost_weight\": 0.1}}', got {text}")
+    return value
+
+
+def import_env_module(env_name):
+    """Import the module of a 'package.module:EnvId-v0' id (Gymnasium's convention for
+    environments that user packages register) and return the bare id."""
+    if ":" not in env_name:
+        return env_name
+    module, env_id = env_name.split(":", 1)
+    try:
+        importlib.import_module(module)
+    except Exception as e:
+        raise EnvError(f"{env_name}: cannot import {module} ({type(e).__name__}: {e})")
+    return env_id
+
+
+def resolve_env(env_name, obs_adapter=None, max_traj_len=None, env_kwargs=None):
+    """EnvSpec for a Gymnasium id or an original id (e.g. 'Ant-v1' -> Ant-v5 + ant_v1 adapter),
+    or 'package.module:EnvId' (the module is imported first: it registers the id).
+    `env_kwargs` (a dict or a JSON object) go to gymnasium.make.
 
     Raises EnvError with a one-line explanation when the id or adapter is unknown.
     """
     import gymnasium as gym
 
-    gym_id, kwargs, adapter_name = env_name, {}, None
+    user_kwargs = parse_env_kwargs(env_kwargs)
+    gym_id, kwargs, adapter_name = import_env_module(env_name), {}, None
     if env_name in LEGACY_ENV_IDS:
         gym_id, kwargs, adapter_name = LEGACY_ENV_IDS[env_name]
     if obs_adapter not in (None, "", "none"):
@@ -162,6 +196,7 @@ def resolve_env(env_name, obs_adapter=None, max_traj_len=None):
         raise EnvError(f"unknown environment id {env_name!r}{hint}")
     if max_traj_len is not None and max_traj_len <= 0:
         raise EnvError(f"max_traj_len must be positive, got {max_traj_len}")
+    kwargs = {**kwargs, **user_kwargs}
     return EnvSpec(env_name, gym_id, kwargs,
                    OBS_ADAPTERS[adapter_name] if adapter_name else None, max_traj_len)
 
@@ -175,8 +210,9 @@ NO_TIME_LIMIT = 10 ** 9
 class GymMDP(policyopt.MDP):
     """A Gymnasium environment (any Box or Discrete action space) as a policyopt MDP."""
 
-    def __init__(self, env_name, obs_adapter=None, max_traj_len=None, num_workers=None):
-        self.spec = resolve_env(env_name, obs_adapter, max_traj_len)
+    def __init__(self, env_name, obs_adapter=None, max_traj_len=None, num_workers=None,
+                 env_kwargs=None):
+        self.spec = resolve_env(env_name, obs_adapter, max_traj_len, env_kwargs)
         try:
             env = self.spec.make()
         except Exception as e:

@@ -43,6 +43,9 @@ class ImitationConfig:
     """Environment (None: the dataset's env_name)."""
     obs_adapter: str = None
     """Legacy observation adapter (None: the dataset's, unless env_name is given)."""
+    env_kwargs: str = None
+    """JSON object of keyword arguments for gymnasium.make (None: the dataset's, unless
+    env_name is given)."""
     max_traj_len: int = None
     """Episode length limit replacing the environment's time limit (None: the environment's)."""
     policy_hidden_spec: str = None
@@ -109,6 +112,8 @@ class RLConfig:
     """Gymnasium id, or an original id such as Hopper-v1."""
     obs_adapter: str = None
     """Legacy observation adapter."""
+    env_kwargs: str = None
+    """JSON object of keyword arguments for gymnasium.make."""
     max_traj_len: int = None
     """Episode length limit replacing the environment's time limit."""
     policy_hidden_spec: str = None
@@ -302,6 +307,7 @@ def build_imitation(cfg):
     if not env_name:
         raise UserError(f"{cfg.data} records no env_name; pass --env_name")
     obs_adapter = cfg.obs_adapter or (data.obs_adapter if not cfg.env_name else None)
+    env_kwargs = cfg.env_kwargs or (data.attrs.get("env_kwargs") if not cfg.env_name else None)
     freq = cfg.data_subsamp_freq
     if freq is None:
         stored = data.attrs.get("data_subsamp_freq") or 20
@@ -313,9 +319,10 @@ def build_imitation(cfg):
             raise UserError(f"{cfg.data}: attribute data_subsamp_freq {stored!r} is not a "
                             "positive integer; pass --data_subsamp_freq")
     mdp = GymMDP(env_name, obs_adapter=obs_adapter, max_traj_len=cfg.max_traj_len,
-                 num_workers=cfg.num_workers)
-    # recorded resolved: a resume samples with the same worker count
-    cfg = replace(cfg, env_name=env_name, obs_adapter=obs_adapter, data_subsamp_freq=freq,
+                 num_workers=cfg.num_workers, env_kwargs=env_kwargs)
+    # recorded resolved: a resume samples with the same worker count and environment
+    cfg = replace(cfg, env_name=env_name, obs_adapter=obs_adapter, env_kwargs=env_kwargs or None,
+                  data_subsamp_freq=freq,
                   num_workers=mdp.num_workers)
     try:
         check_fits_mdp(data, mdp)
@@ -423,7 +430,7 @@ def build_trpo(cfg):
     cfg = replace(cfg, policy_hidden_spec=resolve_hidden_spec(cfg.policy_hidden_spec,
                                                               cfg.tiny_policy))
     mdp = GymMDP(cfg.env_name, obs_adapter=cfg.obs_adapter, max_traj_len=cfg.max_traj_len,
-                 num_workers=cfg.num_workers)
+                 num_workers=cfg.num_workers, env_kwargs=cfg.env_kwargs)
     cfg = replace(cfg, num_workers=mdp.num_workers)  # a resume samples the same way
     try:
         nn.seed_initializers(cfg.seed)

@@ -5,7 +5,8 @@ write the trajectories in the dataset format (`imitation.data`). Used by
 
 def sample_dataset(policy_string, out, num_trajs, env_name=None, obs_adapter=None,
                    max_traj_len=None, deterministic=False, seed=0, num_workers=None,
-                   data_subsamp_freq=None, full_length_only=False, verbose=True):
+                   data_subsamp_freq=None, full_length_only=False, verbose=True,
+                   env_kwargs=None):
     """Roll out a snapshot and write the dataset; returns the sampled TrajBatch.
 
     With `full_length_only`, trajectories that end before the time limit are dropped and
@@ -17,9 +18,12 @@ def sample_dataset(policy_string, out, num_trajs, env_name=None, obs_adapter=Non
     from imitation.envs import GymMDP
     from imitation.snapshots import check_policy_fits, load_policy_for_env
 
-    policy, key, _, env_name = load_policy_for_env(policy_string, env_name)
+    given_env = env_name
+    policy, key, run_args, env_name = load_policy_for_env(policy_string, env_name)
+    if env_kwargs is None and not given_env:
+        env_kwargs = run_args.get("env_kwargs")  # the environment the policy trained in
     mdp = GymMDP(env_name, obs_adapter=obs_adapter, max_traj_len=max_traj_len,
-                 num_workers=num_workers)
+                 num_workers=num_workers, env_kwargs=env_kwargs)
     try:
         check_policy_fits(policy, mdp)
         batch, n_dropped = _sample_trajs(mdp, policy, num_trajs, np.random.default_rng(seed),
@@ -32,6 +36,7 @@ def sample_dataset(policy_string, out, num_trajs, env_name=None, obs_adapter=Non
         "expert_trained_with": policy_file_attr(policy_string, "trained_with"),
         "env_name": env_name, "obs_adapter": mdp.spec.adapter.name if mdp.spec.adapter else None,
         "gym_id": mdp.spec.gym_id, "source_policy": policy_string, "seed": int(seed),
+        "env_kwargs": env_kwargs or None,
         "deterministic": int(deterministic), "num_trajs": int(len(batch)),
         "return_mean": float(rets.mean()), "return_std": float(rets.std()),
         "data_subsamp_freq": data_subsamp_freq, "command": command_line(),

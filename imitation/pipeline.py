@@ -281,7 +281,8 @@ def run_eval_job(job):
         key, args = select_snapshot(job["log"])
         policy, _, _ = load_policy(f"{job['log']}/{key}")
         # in-process sampling: dask worker processes are daemons and cannot fork
-        mdp = GymMDP(args["env_name"], obs_adapter=args.get("obs_adapter"), num_workers=0)
+        mdp = GymMDP(args["env_name"], obs_adapter=args.get("obs_adapter"), num_workers=0,
+                     env_kwargs=args.get("env_kwargs"))
         cfg = SimConfig(min_num_trajs=job["num_trajs"])
         try:
             det = mdp.sim_mp(policy, None, cfg, np.random.default_rng(job["seed"]),

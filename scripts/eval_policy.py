@@ -22,6 +22,9 @@ def build_parser():
                                       "the env_name stored with the policy)")
     p.add_argument("--obs_adapter", default=None,
                    help="legacy observation adapter (ant_v1, acrobot_v0) for original experts")
+    p.add_argument("--env_kwargs", default=None, metavar="JSON",
+                   help="keyword arguments for gymnasium.make, a JSON object (default: the "
+                        "ones stored with the policy's run, unless --env_name is given)")
     p.add_argument("--num_trajs", type=cli.positive_int, default=10,
                    help="evaluation trajectories (default: 10)")
     p.add_argument("--deterministic", action="store_true",
@@ -42,9 +45,10 @@ def main(argv=None):
     from imitation.snapshots import check_policy_fits, load_policy_for_env, policy_summary
     from policyopt import SimConfig
 
-    policy, key, _, env_name = load_policy_for_env(args.policy, args.env_name)
+    policy, key, run_args, env_name = load_policy_for_env(args.policy, args.env_name)
+    env_kwargs = args.env_kwargs or (None if args.env_name else run_args.get("env_kwargs"))
     mdp = GymMDP(env_name, obs_adapter=args.obs_adapter, max_traj_len=args.max_traj_len,
-                 num_workers=args.num_workers)
+                 num_workers=args.num_workers, env_kwargs=env_kwargs)
     check_policy_fits(policy, mdp)
     if not args.quiet:
         adapter = f" with adapter {mdp.spec.adapter.name}" if mdp.spec.adapter else ""

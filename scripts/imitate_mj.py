@@ -36,6 +36,10 @@ def build_parser():
     g.add_argument("--env_name", default=None, help="default: the dataset's env_name")
     g.add_argument("--obs_adapter", default=None,
                    help="legacy observation adapter (default: the dataset's obs_adapter)")
+    g.add_argument("--env_kwargs", default=None, metavar="JSON",
+                   help="keyword arguments for gymnasium.make, a JSON object, e.g. "
+                        "'{\"ctrl_cost_weight\": 0.05}' (stored in the log: evaluation and "
+                        "--resume rebuild the same environment); default: the dataset's")
     g.add_argument("--max_traj_len", type=cli.positive_int, default=None,
                    help="episode length limit, replacing the environment's time limit "
                         "(may be longer; the original experts trained with 2000)")

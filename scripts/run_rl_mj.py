@@ -21,6 +21,10 @@ def build_parser():
                         "as Hopper-v1 (required, except with --resume: the run's own)")
     g.add_argument("--obs_adapter", default=None, help="legacy observation adapter (ant_v1, "
                                                        "acrobot_v0)")
+    g.add_argument("--env_kwargs", default=None, metavar="JSON",
+                   help="keyword arguments for gymnasium.make, a JSON object, e.g. "
+                        "'{\"ctrl_cost_weight\": 0.05}' (stored in the log: evaluation and "
+                        "--resume rebuild the same environment)")
     g.add_argument("--max_traj_len", type=cli.positive_int, default=None,
                    help="episode length limit, replacing the environment's time limit "
                         "(may be longer; the original experts trained with 2000)")

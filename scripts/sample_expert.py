@@ -21,6 +21,9 @@ def build_parser():
     p.add_argument("--num_trajs", type=cli.positive_int, required=True)
     p.add_argument("--env_name", help="default: the env_name stored with the policy")
     p.add_argument("--obs_adapter", default=None, help="legacy observation adapter")
+    p.add_argument("--env_kwargs", default=None, metavar="JSON",
+                   help="keyword arguments for gymnasium.make, a JSON object (default: the "
+                        "ones stored with the policy's run , unless --env_name is given)")
     p.add_argument("--max_traj_len", type=cli.positive_int, default=None)
     p.add_argument("--deterministic", action="store_true",
                    help="act with the mean/mode (the paper's datasets use the stochastic expert)")
@@ -49,7 +52,7 @@ def main(argv=None):
                    obs_adapter=args.obs_adapter, max_traj_len=args.max_traj_len,
                    deterministic=args.deterministic, seed=args.seed,
                    num_workers=args.num_workers, data_subsamp_freq=args.data_subsamp_freq,
-                   full_length_only=args.full_length_only)
+                   full_length_only=args.full_length_only, env_kwargs=args.env_kwargs)
 
 
 if __name__ == "__main__":
