@@ -39,6 +39,9 @@ def build_parser():
     p.add_argument("--out",
                    help="figure to write (.png, .pdf or .svg); never one of the logs (required "
                         "with logs)")
+    p.add_argument("--csv", metavar="OUT.csv", default=None,
+                   help="write the log's table as CSV (one log; every column, one row per "
+                        "iteration, floats exactly); with --out, the figure too")
     p.add_argument("--columns", action="store_true",
                    help="print what every log column means, and exit")
     p.add_argument("--fields", nargs="+", default=None, metavar="FIELD",
@@ -209,6 +212,37 @@ def plot(logs, panels, out, fmt, n_smooth):
         fig.savefig(tmp, format=fmt, dpi=100)
 
 
+def write_csv(logs, out):
+    """The one log's table as CSV: a header of column names, one row per iteration, floats in
+    their shortest exact form (repr)."""
+    import csv
+
+    import numpy as np
+
+    from imitation.training import read_log
+    from policyopt.util import atomic_write
+
+    if len(logs) != 1:
+        raise cli.UserError(f"--csv writes one log's table; got {len(logs)} logs")
+    if not out.endswith(".csv"):
+        raise cli.UserError(f"--csv {out}: the file name must end in .csv")
+    out_dir = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(out_dir):
+        raise cli.UserError(f"--csv {out}: directory {out_dir} does not exist")
+    if os.path.exists(logs[0]) and os.path.exists(out) and os.path.samefile(logs[0], out):
+        raise cli.UserError(f"--csv {out} is the input log; choose another file")
+    data = read_log(logs[0])
+    cols = list(data.columns)
+    with atomic_write(out) as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(cols)
+            for i in range(len(data.rows[cols[0]]) if cols else 0):
+                w.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else int(v)
+                            for v in (data.rows[c][i] for c in cols)])
+    print(f"wrote {out} ({len(data.rows[cols[0]]) if cols else 0} rows, {len(cols)} columns)")
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -221,8 +255,12 @@ def main(argv=None):
             print(f"{name:<{width}} {mark} {meaning}")
         print("(* shown on the console by default; --verbose shows every column)")
         return
-    if not args.logs or not args.out:
-        parser.error("the following arguments are required: LOG.h5, --out")
+    if not args.logs or not (args.out or args.csv):
+        parser.error("the following arguments are required: LOG.h5, and --out or --csv")
+    if args.csv:
+        write_csv(args.logs, args.csv)
+        if not args.out:
+            return
     out = args.out
     fmt = OUT_FORMATS.get(os.path.splitext(out)[1].lower())
     if fmt is None:

@@ -62,6 +62,36 @@ def two_logs(tmp_path):
     return im, rl
 
 
+def test_showlog_csv_is_the_table_exactly(two_logs, tmp_path):
+    """The CSV, read back by pandas, equals the table PyTables reads from the log, bit for bit."""
+    import pandas as pd
+    import tables
+
+    im, _ = two_logs
+    out = tmp_path / "ga.csv"
+    code, stdout, err = run_cli("showlog", [im, "--csv", out])
+    assert code == 0, err
+    assert "12 rows" in stdout
+    got = pd.read_csv(out, float_precision="round_trip")
+    with tables.open_file(im) as f:
+        table = f.root.log.read()
+    assert list(got.columns) == list(table.dtype.names)
+    for c in table.dtype.names:
+        np.testing.assert_array_equal(got[c].to_numpy(), table[c])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["two"], "one log's table"),
+    (["one", "--csv_name", "x.txt"], "must end in .csv"),
+])
+def test_showlog_csv_bad_input(two_logs, tmp_path, argv, message):
+    im, rl = two_logs
+    logs = [im, rl] if argv[0] == "two" else [im]
+    name = argv[2] if len(argv) > 2 else "x.csv"
+    code, _, err = run_cli("showlog", [*logs, "--csv", tmp_path / name])
+    assert code == 2 and message in err
+
+
 def assert_png(path):
     import matplotlib.image
 
