@@ -29,7 +29,7 @@ setup(
     extras_require={
         # the tests cover every backend (numba comes with pytensor; jax on the CPU) and video
         "test": ["pytest>=7", "jax>=0.4.30", "imageio[ffmpeg]>=2.30", "pygame>=2.1",
-                 "ruff>=0.5", "minari>=0.5"],
+                 "ruff>=0.5", "minari>=0.5", "tensorboardX>=2.6"],
         "numba": ["numba>=0.59"],
         "jax": ["jax>=0.4.30"],
         "cluster": ["dask-jobqueue>=0.8"],
@@ -37,5 +37,7 @@ setup(
         "video": ["imageio[ffmpeg]>=2.30", "pygame>=2.1"],
         # Minari datasets in and out (scripts/import_dataset.py, export_dataset.py)
         "datasets": ["minari>=0.5"],
+        # --tensorboard on the training scripts: a light event-file writer, no framework
+        "tensorboard": ["tensorboardX>=2.6"],
     },
 )

@@ -134,7 +134,7 @@ def explicit_args(parser, argv=None):
 
 # On --resume these come from the command line; every other argument from the log.
 RESUME_OVERRIDABLE = {"resume", "log", "max_iter", "print_freq", "save_freq", "num_workers",
-                      "backend", "verbose"}
+                      "backend", "verbose", "tensorboard"}
 
 
 def require_unless_resume(parser, args, *names):

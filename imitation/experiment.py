@@ -208,14 +208,21 @@ class Experiment:
         self.mdp.close()
 
     def run(self, max_iter=None, log=None, save_freq=20, print_freq=1, resume=False,
-            attrs=None, verbose=False):
+            attrs=None, verbose=False, tensorboard=None):
         """Train for `max_iter` iterations (GAIL/TRPO) or Adam steps (behavioural cloning),
         printing rows every `print_freq`; with `log` (a path), write rows, `attrs` (the run's
         arguments; default: the config) and snapshots every `save_freq` iterations to it.
         `resume`: continue the run logged in `log`. The console shows the compact columns
-        (training.COMPACT_COLUMNS) unless `verbose`; the log holds all. Returns False when a
-        resumed run had nothing left to do."""
-        from imitation.training import COMPACT_COLUMNS, TrainingLog, read_log, train_loop
+        (training.COMPACT_COLUMNS) unless `verbose`; the log holds all. `tensorboard`: a
+        directory where every row's fields also go as TensorBoard scalars. Returns False when
+        a resumed run had nothing left to do."""
+        from imitation.training import (
+            COMPACT_COLUMNS,
+            TensorBoardWriter,
+            TrainingLog,
+            read_log,
+            train_loop,
+        )
 
         max_iter = max_iter or self.default_max_iter
         bclone = self.bclone_steps is not None
@@ -241,17 +248,25 @@ class Experiment:
             label, last = None, (lambda: self.optimizer.curr_iter - 1)
         train_log = TrainingLog(log, attrs=asdict(self.config) if attrs is None else attrs,
                                 print_columns=None if verbose else COMPACT_COLUMNS)
+        board = TensorBoardWriter(tensorboard) if tensorboard else None
         returns = []
 
         def step():
             row = self.step()
             fields = dict(row)
             returns.append((fields.get("iter"), fields.get("trueret", fields.get("ret"))))
+            if board is not None:
+                board.write(row)
             return row
 
         t0 = time.time()
-        train_loop(step, train_log, self.models, n_iter, save_freq, print_freq,
-                   start_iter=start, extra_state=self.state.saver(last), snapshot_label=label)
+        try:
+            train_loop(step, train_log, self.models, n_iter, save_freq, print_freq,
+                       start_iter=start, extra_state=self.state.saver(last),
+                       snapshot_label=label)
+        finally:
+            if board is not None:
+                board.close()
         print(closing_summary(returns, time.time() - t0, log, self.script, max_iter,
                               label(n_iter - 1) if label else n_iter - 1), flush=True)
         return True

@@ -12,12 +12,14 @@ A log is one HDF5 file (written with h5py only):
                  library versions of every process that wrote the file, one entry per change)
 """
 import json
+import os
 import signal
 import sys
 from dataclasses import dataclass
 
 import numpy as np
 
+from imitation.errors import UserError
 from policyopt import util
 
 # Every column a training log can hold (the original's names), what it means. The console shows
@@ -224,6 +226,32 @@ def read_log(path):
         finished = f.attrs.get("finished")
         return LogData(path=path, args=read_args(f), rows=d[()],
                        finished=None if finished is None else bool(finished))
+
+
+class TensorBoardWriter:
+    """Every field of every log row as a TensorBoard scalar, at the row's ``iter`` (Adam steps
+    for behavioural cloning), through tensorboardX: event files that TensorBoard reads, with no
+    deep-learning framework installed."""
+
+    def __init__(self, logdir):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise UserError("--tensorboard needs tensorboardX: pip install -e \".[tensorboard]\"")
+        if os.path.exists(logdir) and not os.path.isdir(logdir):
+            raise UserError(f"--tensorboard {logdir} is a file, not a directory")
+        self.writer = SummaryWriter(logdir)
+
+    def write(self, kvs):
+        fields = dict(kvs)
+        step = int(fields.get("iter", 0))
+        for k, v in kvs:
+            if k != "iter":
+                self.writer.add_scalar(k, float(v), step)
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
 
 
 def train_loop(step_fn, log, models, max_iter, save_freq, print_freq=1, start_iter=0,

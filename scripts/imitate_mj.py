@@ -89,6 +89,9 @@ def build_parser():
                         "log always holds all of them; showlog.py --columns explains each)")
     g.add_argument("--save_freq", type=cli.positive_int, default=20)
     g.add_argument("--log", default=None, help="HDF5 log file to create")
+    g.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also write every logged field as a TensorBoard scalar per iteration to "
+                        "DIR (needs tensorboardX: pip install -e \".[tensorboard]\")")
     cli.add_resume_arg(g)
     cli.add_common_args(p)
     return p
@@ -118,7 +121,7 @@ def main(argv=None):
         print(exp.summary, flush=True)
         exp.run(args.max_iter, log=args.log, save_freq=args.save_freq,
                 print_freq=args.print_freq, resume=args.resume, attrs=vars(args),
-                verbose=args.verbose)
+                verbose=args.verbose, tensorboard=args.tensorboard)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 the original's logs were written with, must read it as a table; read_log reads it back."""
 import io
 import json
+import os
 
 import h5py
 import numpy as np
@@ -153,3 +154,60 @@ def test_read_log_errors_are_one_line(tmp_path):
         f["log"] = np.zeros(2)
     with pytest.raises(UserError, match="not a table of named columns"):
         read_log(fn)
+
+
+# --------------------------------------------------------------------------- --tensorboard
+
+def read_tensorboard_scalars(logdir):
+    """{tag: {step: value}} from the event files, parsed here from the TFRecord framing
+    (length, CRC, record, CRC) with the Event protobuf message, not with the writer's code."""
+    import glob
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out = {}
+    for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+        with open(path, "rb") as f:
+            buf = f.read()
+        pos = 0
+        while pos < len(buf):
+            (n,) = struct.unpack("<Q", buf[pos:pos + 8])
+            record = buf[pos + 12:pos + 12 + n]
+            pos += 12 + n + 4
+            ev = event_pb2.Event()
+            ev.ParseFromString(record)
+            for v in ev.summary.value:
+                out.setdefault(v.tag, {})[ev.step] = v.simple_value
+    return out
+
+
+@pytest.mark.slow
+def test_tensorboard_holds_every_logged_field_per_iteration(tmp_path):
+    import subprocess
+    import sys
+
+    pytest.importorskip("tensorboardX")
+    from imitation.training import read_log
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    log, board = tmp_path / "run.h5", tmp_path / "board"
+    base = [sys.executable, os.path.join(repo, "scripts", "run_rl_mj.py")]
+    p = subprocess.run(base + ["--env_name", "CartPole-v1", "--tiny_policy", "--min_total_sa",
+                               "500", "--max_iter", "3", "--log", str(log), "--tensorboard",
+                               str(board), "--num_workers", "1"],
+                       capture_output=True, text=True, cwd=repo, timeout=600)
+    assert p.returncode == 0, p.stderr
+    # a resume writes its iterations to the same directory
+    p = subprocess.run(base + ["--resume", "--log", str(log), "--max_iter", "5",
+                               "--tensorboard", str(board)],
+                       capture_output=True, text=True, cwd=repo, timeout=600)
+    assert p.returncode == 0, p.stderr
+    data = read_log(str(log))
+    rows = data.rows
+    scalars = read_tensorboard_scalars(board)
+    assert set(scalars) == set(data.columns) - {"iter"}
+    for tag, by_step in scalars.items():
+        assert sorted(by_step) == list(rows["iter"])
+        np.testing.assert_array_equal([by_step[i] for i in rows["iter"]],
+                                      rows[tag].astype(np.float32))
