@@ -29,7 +29,9 @@ setup(
     extras_require={
         # the tests cover every backend (numba comes with pytensor; jax on the CPU) and video
         "test": ["pytest>=7", "jax>=0.4.30", "imageio[ffmpeg]>=2.30", "pygame>=2.1",
-                 "ruff>=0.5", "minari>=0.5", "tensorboardX>=2.6"],
+                 "ruff>=0.5", "minari>=0.5", "tensorboardX>=2.6",
+                 # docs/gail_walkthrough.ipynb is executed by the tests
+                 "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6.29"],
         "numba": ["numba>=0.59"],
         "jax": ["jax>=0.4.30"],
         "cluster": ["dask-jobqueue>=0.8"],
