@@ -156,25 +156,31 @@ def check_fits_mdp(data, mdp):
 
 
 def write_dataset(path, batch, attrs):
-    """Write a TrajBatch as a dataset file (atomically). `attrs` go to root attributes, with
-    `versions` (the libraries that sampled it, util.library_versions) unless `attrs` has one."""
-    import h5py
-
-    attrs = {"versions": library_versions(), **attrs}
-
+    """Write a TrajBatch as a dataset file (atomically); see `write_arrays`."""
     B = len(batch)
     T = int(batch.obs.lengths.max())
     obs = batch.obs.padded(fill=0.)
-    a = batch.a.padded(fill=0)
-    r = batch.r.padded(fill=0.)
-    lens = batch.obs.lengths.astype(np.int32)
     assert obs.shape[:2] == (B, T)
+    write_arrays(path, obs, batch.a.padded(fill=0), batch.r.padded(fill=0.),
+                 batch.obs.lengths, attrs)
+
+
+def write_arrays(path, obs_B_T_Do, a_B_T_Da, r_B_T, len_B, attrs, extra=None):
+    """Write padded arrays as a dataset file (atomically). `attrs` go to root attributes (None
+    values left out), with `versions` (the libraries that wrote it, util.library_versions)
+    unless `attrs` has one; `extra` holds OPTIONAL arrays by name."""
+    import h5py
+
+    attrs = {"versions": library_versions(), **attrs}
     with atomic_write(path) as tmp:
         with h5py.File(tmp, "w") as f:
-            f.create_dataset("obs_B_T_Do", data=obs, compression="gzip", compression_opts=4)
-            f.create_dataset("a_B_T_Da", data=a, compression="gzip", compression_opts=4)
-            f.create_dataset("r_B_T", data=r, compression="gzip", compression_opts=4)
-            f.create_dataset("len_B", data=lens)
+            for name, x in (("obs_B_T_Do", obs_B_T_Do), ("a_B_T_Da", a_B_T_Da),
+                            ("r_B_T", r_B_T)):
+                f.create_dataset(name, data=x, compression="gzip", compression_opts=4)
+            f.create_dataset("len_B", data=np.asarray(len_B, dtype=np.int32))
+            for name, x in (extra or {}).items():
+                assert name in OPTIONAL, name
+                f.create_dataset(name, data=x)
             for k, v in attrs.items():
                 if v is None:
                     continue

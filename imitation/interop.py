@@ -15,7 +15,6 @@ attribute.
 
 Every problem with the input is a one-line `UserError`.
 """
-import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -285,15 +284,13 @@ def from_dataset(data, max_episode_steps=None):
                     source=f"dataset:{os.path.abspath(data.path)}")
 
 
-def write_dataset(eps, path, attrs=None):
-    """Write episodes as a project dataset (atomically), with how each one ended and the
-    observation after its last action when known."""
-    import h5py
-
-    from policyopt.util import atomic_write, library_versions
+def to_expert_data(eps):
+    """The episodes right-padded into the dataset layout, as an `imitation.data.ExpertData`
+    (extra: how each episode ended, and the final observations when known)."""
+    from imitation.data import ExpertData
 
     B = len(eps)
-    lens = np.array([len(r) for r in eps.rewards], dtype=np.int32)
+    lens = np.array([len(r) for r in eps.rewards], dtype=np.int64)
     T, Do = int(lens.max()), eps.obs[0].shape[1]
     Da = eps.actions[0].shape[1]
     discrete = np.issubdtype(eps.actions[0].dtype, np.integer)
@@ -308,26 +305,26 @@ def write_dataset(eps, path, attrs=None):
         obs[b, :lens[b]] = eps.obs[b]
         a[b, :lens[b]] = eps.actions[b]
         r[b, :lens[b]] = eps.rewards[b]
-    attrs = {"versions": library_versions(), "env_name": eps.env_name, "source": eps.source,
-             **(attrs or {})}
-    with atomic_write(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("obs_B_T_Do", data=obs, compression="gzip", compression_opts=4)
-            f.create_dataset("a_B_T_Da", data=a, compression="gzip", compression_opts=4)
-            f.create_dataset("r_B_T", data=r, compression="gzip", compression_opts=4)
-            f.create_dataset("len_B", data=lens)
-            f.create_dataset("terminated_B", data=np.asarray(eps.terminated, bool))
-            f.create_dataset("truncated_B", data=np.asarray(eps.truncated, bool))
-            if eps.obs_final is not None:
-                f.create_dataset("obs_final_B_Do", data=np.stack(eps.obs_final))
-            for k, v in attrs.items():
-                if v is not None:
-                    f.attrs[k] = v if isinstance(v, (str, int, float)) else json.dumps(v)
+    extra = {"terminated_B": np.asarray(eps.terminated, bool),
+             "truncated_B": np.asarray(eps.truncated, bool)}
+    if eps.obs_final is not None:
+        extra["obs_final_B_Do"] = np.stack(eps.obs_final)
+    return ExpertData(obs, a, r, lens, {"env_name": eps.env_name, "source": eps.source},
+                      eps.source, extra)
 
 
-def check_fits_env(eps, env_name):
-    """UserError when the episodes' sizes do not fit the environment's spaces."""
-    from imitation.data import ExpertData, check_fits_mdp
+def write_dataset(data, path, attrs=None):
+    """Write `to_expert_data`'s result as a project dataset (atomically), with its extra
+    arrays."""
+    from imitation.data import write_arrays
+
+    write_arrays(path, data.obs_B_T_Do, data.a_B_T_Da, data.r_B_T, data.len_B,
+                 {**data.attrs, **(attrs or {})}, data.extra)
+
+
+def check_fits_env(data, env_name):
+    """UserError when a dataset's sizes do not fit the environment's spaces."""
+    from imitation.data import check_fits_mdp
     from imitation.envs import GymMDP
     from imitation.errors import EnvError
 
@@ -335,15 +332,7 @@ def check_fits_env(eps, env_name):
         mdp = GymMDP(env_name, num_workers=1)
     except EnvError as e:
         raise UserError(str(e))
-    lens = np.array([len(r) for r in eps.rewards])
-    T = int(lens.max())
-    Da = eps.actions[0].shape[1]
-    a = np.zeros((len(eps), T, Da), dtype=eps.actions[0].dtype)
-    for b in range(len(eps)):
-        a[b, :lens[b]] = eps.actions[b]
-    probe = ExpertData(np.zeros((len(eps), 1, eps.obs[0].shape[1])), a,
-                       np.zeros((len(eps), T)), lens, {}, eps.source)
     try:
-        check_fits_mdp(probe, mdp)
+        check_fits_mdp(data, mdp)
     finally:
         mdp.close()

@@ -13,7 +13,6 @@ Importing an export gives back the same arrays.
 """
 import argparse
 import os
-import warnings
 
 from imitation import cli
 
@@ -38,19 +37,18 @@ def main(argv=None):
         raise cli.UserError(f"--npz {args.npz} already exists (pass --force to overwrite)")
     from imitation import interop
     from imitation.data import load_dataset
-    from imitation.envs import resolve_env
+    from imitation.envs import GymMDP
+    from imitation.errors import EnvError
 
     data = load_dataset(args.data)
     limit = None
     if data.env_name:
-        import gymnasium as gym
-
-        try:
-            spec = resolve_env(data.env_name, data.obs_adapter)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Gymnasium's notice on old versions
-                limit = gym.spec(spec.gym_id).max_episode_steps
-        except Exception:  # an id this machine does not know: lengths say nothing
+        try:  # the environment as the dataset was sampled in (adapter, kwargs)
+            mdp = GymMDP(data.env_name, obs_adapter=data.obs_adapter, num_workers=0,
+                         env_kwargs=data.attrs.get("env_kwargs"))
+            limit = mdp.max_episode_steps
+            mdp.close()
+        except EnvError:  # an id this machine does not know: lengths say nothing
             limit = None
     eps = interop.from_dataset(data, max_episode_steps=limit)
     if args.npz:

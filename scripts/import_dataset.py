@@ -52,8 +52,9 @@ def main(argv=None):
     if not eps.env_name:
         raise cli.UserError(f"{args.source} does not say which environment it comes from: "
                             "pass --env_name")
-    interop.check_fits_env(eps, eps.env_name)
-    interop.write_dataset(eps, args.out, {"command": command_line()})
+    data = interop.to_expert_data(eps)
+    interop.check_fits_env(data, eps.env_name)
+    interop.write_dataset(data, args.out, {"command": command_line()})
     n = sum(len(r) for r in eps.rewards)
     print(f"{args.out}: {len(eps)} episodes, {n} steps of {eps.env_name} from {eps.source} "
           f"({int(eps.terminated.sum())} terminated, {int(eps.truncated.sum())} truncated)")
