@@ -212,6 +212,20 @@ def plot(logs, panels, out, fmt, n_smooth):
         fig.savefig(tmp, format=fmt, dpi=100)
 
 
+def check_output_path(flag, out, logs):
+    """UserError unless `out` can be written: its directory exists, it is not a directory, and
+    it is none of the input `logs` (by path or as the same file)."""
+    out_dir = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(out_dir):
+        raise cli.UserError(f"{flag} {out}: directory {out_dir} does not exist")
+    if os.path.isdir(out):
+        raise cli.UserError(f"{flag} {out} is a directory")
+    for p in logs:
+        if os.path.abspath(p) == os.path.abspath(out) or (
+                os.path.exists(p) and os.path.exists(out) and os.path.samefile(p, out)):
+            raise cli.UserError(f"{flag} {out} is one of the input logs; choose another file")
+
+
 def write_csv(logs, out):
     """The one log's table as CSV: a header of column names, one row per iteration, floats in
     their shortest exact form (repr)."""
@@ -226,21 +240,18 @@ def write_csv(logs, out):
         raise cli.UserError(f"--csv writes one log's table; got {len(logs)} logs")
     if not out.endswith(".csv"):
         raise cli.UserError(f"--csv {out}: the file name must end in .csv")
-    out_dir = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(out_dir):
-        raise cli.UserError(f"--csv {out}: directory {out_dir} does not exist")
-    if os.path.exists(logs[0]) and os.path.exists(out) and os.path.samefile(logs[0], out):
-        raise cli.UserError(f"--csv {out} is the input log; choose another file")
+    check_output_path("--csv", out, logs)
     data = read_log(logs[0])
     cols = list(data.columns)
+    n_rows = len(data.rows[cols[0]]) if cols else 0
     with atomic_write(out) as tmp:
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(cols)
-            for i in range(len(data.rows[cols[0]]) if cols else 0):
+            for i in range(n_rows):
                 w.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else int(v)
                             for v in (data.rows[c][i] for c in cols)])
-    print(f"wrote {out} ({len(data.rows[cols[0]]) if cols else 0} rows, {len(cols)} columns)")
+    print(f"wrote {out} ({n_rows} rows, {len(cols)} columns)")
 
 
 def main(argv=None):
@@ -266,15 +277,7 @@ def main(argv=None):
     if fmt is None:
         raise cli.UserError(f"--out {out}: the extension must be one of "
                             f"{', '.join(OUT_FORMATS)}")
-    out_dir = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(out_dir):
-        raise cli.UserError(f"--out {out}: directory {out_dir} does not exist")
-    if os.path.isdir(out):
-        raise cli.UserError(f"--out {out} is a directory")
-    for p in args.logs:
-        if os.path.abspath(p) == os.path.abspath(out) or (
-                os.path.exists(p) and os.path.exists(out) and os.path.samefile(p, out)):
-            raise cli.UserError(f"--out {out} is one of the input logs; choose another file")
+    check_output_path("--out", out, args.logs)
     if args.labels is not None and len(args.labels) != len(args.logs):
         raise cli.UserError(f"--labels: {len(args.labels)} labels for {len(args.logs)} logs")
     labels = args.labels or default_labels(args.logs)
