@@ -104,9 +104,11 @@ def compare(results, pub, random_returns):
     regression check, which depends on what was published:
     - several published runs (classic, Reacher): `within` when our mean lies within the
       published runs' mean +/- 2 std or within 5% of the expert-random range, whichever is
-      wider (test 'spread');
+      wider (test 'spread'); `ratio_to_pub` = our normalized score / the published one (the
+      returns of these tasks are negative, where a ratio of returns reads upside down);
     - one published run (MuJoCo): `within` when the published value lies inside the range of
-      our runs' means (test 'range'); `ratio_to_pub` = our mean / published tells how far."""
+      our runs' means (test 'range'); `ratio_to_pub` = our mean return / the published one
+      tells how far."""
     ours = summarize_ours(results)
     p = summarize_published(pub)
     table = ours.merge(p, on=["task", "alg", "num_trajs"], how="left")
@@ -122,7 +124,8 @@ def compare(results, pub, random_returns):
     in_spread = (table["ours_mean"] - table["pub_mean"]).abs() <= tol
     in_range = (table["ours_min"] <= table["pub_mean"]) & (table["pub_mean"] <= table["ours_max"])
     table["within"] = np.where(single, in_range, in_spread)
-    table["ratio_to_pub"] = table["ours_mean"] / table["pub_mean"]
+    table["ratio_to_pub"] = np.where(single, table["ours_mean"] / table["pub_mean"],
+                                     table["ours_norm"] / table["pub_norm"])
     order = {a: i for i, a in enumerate(ALG_ORDER)}
     table["_o"] = table["alg"].map(lambda a: order.get(a, 99))
     return table.sort_values(["task", "_o", "num_trajs"]).drop(columns="_o").reset_index(
@@ -165,9 +168,10 @@ def summarize_checks(table):
     algorithm and test."""
     lines = []
     for test, what in (("spread", "our mean within the published runs' mean ± 2 std (or 5% of "
-                                  "the expert-random range)"),
+                                  "the expert-random range); ours/pub is the ratio of "
+                                  "normalized scores"),
                        ("range", "the single published run inside the range of our runs' "
-                                 "means")):
+                                 "means; ours/pub is the ratio of mean returns")):
         t = table[table["test"] == test]
         if t.empty:
             continue

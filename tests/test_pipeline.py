@@ -94,6 +94,20 @@ def test_compare_normalizes_and_checks_the_published_spread():
                                                                    "-"]
 
 
+def test_compare_with_several_published_runs_gives_the_ratio_of_normalized_scores():
+    """MountainCar-like returns are negative: ours -110 against the published -100 is worse,
+    which a ratio of returns (1.1) would hide; the normalized scores give 0.9 / 1.0."""
+    results = _results([-110., -110., -110.], n=1)
+    published = pd.DataFrame([
+        dict(task="t", alg="ga", num_trajs=1, run=r, alg_return_mean=v,
+             expert_return_mean=-100.) for r, v in enumerate([-101., -100., -99.])])
+    table = pub.compare(results.assign(ex_traj_returns=[np.full(2, -100.)] * 3), published,
+                        {"t": -200.})
+    row = table.iloc[0]
+    assert row.test == "spread" and row.ours_norm == pytest.approx(0.9)
+    assert row.ratio_to_pub == pytest.approx(0.9)
+
+
 def _results(means, task="t", alg="ga", n=4):
     return pd.DataFrame([
         dict(task=task, alg=alg, num_trajs=n, run=r, alg_traj_returns=np.full(3, v),
