@@ -71,7 +71,10 @@ LEGACY_ENV_IDS = {
     "Walker2d-v1": ("Walker2d-v5", {}, None),
     "Ant-v0": ("Ant-v5", {"include_cfrc_ext_in_observation": True}, "ant_v1"),
     "Ant-v1": ("Ant-v5", {"include_cfrc_ext_in_observation": True}, "ant_v1"),
-    "Acrobot-v0": ("Acrobot-v1", {}, "acrobot_v0"),
+    # gym registered Acrobot-v0 with timestep_limit=200 (Acrobot-v1 and Gymnasium: 500); the
+    # published results show it: behavioural-cloning, FEM and GTAL runs of exactly -200 +/- 0,
+    # episodes of length 200. A stuck policy therefore costs -200 there, -500 on Acrobot-v1.
+    "Acrobot-v0": ("Acrobot-v1", {"max_episode_steps": 200}, "acrobot_v0"),
     "InvertedPendulum-v1": ("InvertedPendulum-v5", {}, None),
     "Reacher-v1": ("Reacher-v5", {}, "reacher_v1"),
 }

@@ -50,6 +50,25 @@ def test_legacy_acrobot_resolves_to_v1_with_adapter():
     assert spec.adapter is OBS_ADAPTERS["acrobot_v0"]
 
 
+def test_legacy_acrobot_keeps_the_originals_200_step_limit():
+    """gym's Acrobot-v0 ended episodes at 200 steps, Acrobot-v1 at 500: a policy that never
+    swings up returns -200, as the published runs of exactly -200 +/- 0 did."""
+    mdp = GymMDP("Acrobot-v0", num_workers=0)
+    assert mdp.horizon() == 200
+    env = resolve_env("Acrobot-v0").make()
+    try:
+        env.reset(seed=0)
+        steps, ret, done = 0, 0., False
+        while not done:
+            _, r, term, trunc, _ = env.step(1)
+            steps, ret, done = steps + 1, ret + r, term or trunc
+        assert (steps, ret, term) == (200, -200., False)
+    finally:
+        env.close()
+    assert GymMDP("Acrobot-v1", num_workers=0).horizon() == 500
+    assert GymMDP("Acrobot-v0", max_traj_len=50, num_workers=0).horizon() == 50
+
+
 def test_legacy_reacher_appends_the_originals_zero_z():
     """Reacher-v1 observed fingertip minus target in 3D, its z always 0; Reacher-v5 drops it."""
     spec = resolve_env("Reacher-v1")
