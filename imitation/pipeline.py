@@ -238,15 +238,34 @@ def select_snapshot(log):
 EVAL_PROTOCOL = "deterministic+stochastic-1"
 
 
+def env_identity(env_name, obs_adapter=None, env_kwargs=None):
+    """What the environment an evaluation runs in resolves to today: Gymnasium id, make
+    kwargs (time limit included) and adapter. A change in the mapping of an original id (such
+    as Acrobot-v0's 200-step limit) then redoes the evaluations that ran under the old one."""
+    from imitation.envs import resolve_env
+
+    spec = resolve_env(env_name, obs_adapter, env_kwargs=env_kwargs)
+    return dict(gym_id=spec.gym_id, make_kwargs=spec.make_kwargs,
+                adapter=spec.adapter.name if spec.adapter else None)
+
+
 def eval_identity(job):
     """What an evaluation depends on: the log file (its size and modification time), the
-    number of episodes, the seed and the protocol version."""
+    environment it resolves to, the number of episodes, the seed and the protocol version."""
     if job.get("random"):
         return dict(protocol=EVAL_PROTOCOL, env=job["env"], num_trajs=job["num_trajs"],
-                    seed=job["seed"])
+                    seed=job["seed"], resolved=env_identity(job["env"], job.get("obs_adapter")))
+    import h5py
+
+    from imitation.snapshots import read_args
+
     st = os.stat(job["log"])
+    with h5py.File(job["log"], "r") as f:
+        args = read_args(f)
     return dict(protocol=EVAL_PROTOCOL, log=os.path.abspath(job["log"]), size=st.st_size,
-                mtime_ns=st.st_mtime_ns, num_trajs=job["num_trajs"], seed=job["seed"])
+                mtime_ns=st.st_mtime_ns, num_trajs=job["num_trajs"], seed=job["seed"],
+                resolved=env_identity(args["env_name"], args.get("obs_adapter"),
+                                      args.get("env_kwargs")))
 
 
 def cached_eval(job):

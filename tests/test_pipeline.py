@@ -271,3 +271,31 @@ def test_existing_dataset_with_another_full_length_setting_is_refused(tmp_path):
         pipe.sample_trajs()
     spec.full_length_only = False
     pipe.sample_trajs()          # same setting: reused, nothing sampled
+
+
+def test_a_cached_evaluation_is_redone_when_its_environment_resolves_differently(tmp_path,
+                                                                                   monkeypatch):
+    """The cache key holds what the log's environment resolves to (Gymnasium id, make kwargs,
+    adapter): Acrobot-v0's time limit changing from 500 to 200 steps must redo the evaluation,
+    though the log itself did not change."""
+    import json
+
+    import h5py
+
+    from imitation import envs
+    from imitation.pipeline import cached_eval, eval_identity
+
+    log = tmp_path / "ga.h5"
+    with h5py.File(log, "w") as f:
+        f.attrs["args"] = json.dumps(dict(env_name="Acrobot-v0", mode="ga"))
+    job = dict(log=str(log), num_trajs=5, seed=0, cache=str(tmp_path / "ga.json"))
+    ident = eval_identity(job)
+    assert ident["resolved"] == dict(gym_id="Acrobot-v1", make_kwargs={"max_episode_steps": 200},
+                                     adapter="acrobot_v0")
+    with open(job["cache"], "w") as f:
+        json.dump(dict(identity=ident, alg_traj_returns=[-80.] * 5), f)
+    assert cached_eval(job)["alg_traj_returns"] == [-80.] * 5
+    monkeypatch.setitem(envs.LEGACY_ENV_IDS, "Acrobot-v0", ("Acrobot-v1", {}, "acrobot_v0"))
+    assert cached_eval(job) is None
+    random = dict(random=True, env="Acrobot-v0", num_trajs=5, seed=0, cache=job["cache"])
+    assert eval_identity(random)["resolved"]["make_kwargs"] == {}
