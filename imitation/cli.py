@@ -12,12 +12,33 @@ from imitation.errors import EnvError, UserError
 __all__ = ["EnvError", "UserError", "run_main"]
 
 
+def package_checkout_mismatch(script_path):
+    """When `script_path` (a script in some checkout's scripts/) imports this package from
+    another checkout, the line that says so; None otherwise. A script run from a `git
+    worktree` imports the installed package, which `pip install -e` points at the checkout it
+    was run in: the run would silently use that checkout's code, and the pipeline's jobs too."""
+    if not script_path:
+        return None
+    script_root = os.path.dirname(os.path.dirname(os.path.abspath(script_path)))
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    is_checkout = os.path.isfile(os.path.join(script_root, "imitation", "__init__.py"))
+    if not is_checkout or os.path.samefile(script_root, package_root):
+        return None
+    return (f"warning: {os.path.basename(script_path)} is in {script_root}, but the imitation "
+            f"package comes from {package_root}, whose code this run uses; to run this "
+            f"checkout: PYTHONPATH={script_root} python {script_path} ...")
+
+
 def run_main(main, argv=None):
     """Run `main(argv)`; turn input errors into one clear stderr line and exit status 2.
 
-    Ctrl-C exits with 130 after `main` has had the chance to save."""
+    Ctrl-C exits with 130 after `main` has had the chance to save. First warns when the script
+    and the imitation package come from different checkouts (`package_checkout_mismatch`)."""
     from policyopt.optim import DivergedError
 
+    warning = package_checkout_mismatch(getattr(sys.modules.get("__main__"), "__file__", None))
+    if warning:
+        print(warning, file=sys.stderr)
     try:
         rc = main(argv)
     except (UserError, EnvError) as e:

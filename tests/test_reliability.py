@@ -998,3 +998,28 @@ def test_diverging_discriminator_stops_with_a_clear_message(tmp_path):
     with h5py.File(log, "r") as f:
         for name, x in _datasets(f["snapshots/iter0000001"]):
             assert np.all(np.isfinite(x)), name
+
+
+def test_a_script_from_another_checkout_warns_that_the_installed_package_runs(tmp_path):
+    """A script copied into another checkout (a `git worktree` at a fixed commit) imports the
+    installed package, not its own checkout's: it says so, once, on stderr, and names the
+    PYTHONPATH that runs its own checkout. The repository's own scripts say nothing."""
+    from imitation.cli import package_checkout_mismatch
+
+    other = tmp_path / "worktree"
+    (other / "imitation").mkdir(parents=True)
+    (other / "imitation" / "__init__.py").write_text("")
+    (other / "scripts").mkdir()
+    shutil.copy(os.path.join(REPO, "scripts", "showlog.py"), other / "scripts" / "showlog.py")
+    res = subprocess.run([sys.executable, str(other / "scripts" / "showlog.py"), "--columns"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert res.returncode == 0 and "trueret" in res.stdout, res.stderr
+    warn = [l for l in res.stderr.splitlines() if l.startswith("warning:")]
+    assert len(warn) == 1 and f"PYTHONPATH={other}" in warn[0] and REPO in warn[0], res.stderr
+    res = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "showlog.py"),
+                          "--columns"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=120)
+    assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
+    # a script outside any checkout (no imitation/ beside scripts/) is not warned about
+    assert package_checkout_mismatch(str(tmp_path / "scripts" / "x.py")) is None
+    assert package_checkout_mismatch(None) is None
