@@ -207,7 +207,8 @@ def qualitative_findings(table):
                 parts.append(f"{ALG_LABELS[alg]} {norm[alg]:.2f} "
                              f"({'below GAIL' if norm[alg] < norm['ga'] else 'NOT below GAIL'})")
         if parts:
-            lines.append(f"  {task}, {n} trajectories (normalized): " + "; ".join(parts))
+            size = f"{n} trajector{'y' if n == 1 else 'ies'}"
+            lines.append(f"  {task}, {size} (normalized): " + "; ".join(parts))
     return lines
 
 
