@@ -472,7 +472,9 @@ class Pipeline:
         published protocol) and stochastic (an extra column), plus a random policy per task.
         Evaluations whose log, settings and protocol are unchanged are not redone. With
         `partial`, runs not finished yet are left out instead of stopping the phase. Writes
-        the results table (published columns first) to results.h5."""
+        the results table (published columns first) to results.h5; results of cells outside
+        this selection (other tasks, algorithms or sizes) already in results.h5 are kept, so
+        evaluating one task does not drop the others from the report."""
         import pandas as pd
 
         jobs, missing = [], []
@@ -525,7 +527,9 @@ class Pipeline:
         random = pd.DataFrame([dict(task=r["task"],
                                     return_mean=float(np.mean(r["alg_traj_returns"])),
                                     return_std=float(np.std(r["alg_traj_returns"])))
-                               for r in res if r.get("random")])
+                               for r in res if r.get("random")],
+                              columns=["task", "return_mean", "return_std"])
+        results, random = self._keep_unselected_results(results, random)
         from policyopt.util import atomic_write
 
         with atomic_write(self.results_path) as tmp:
@@ -535,6 +539,30 @@ class Pipeline:
                 warnings.simplefilter("ignore")  # pandas: object columns are pickled
                 results.to_hdf(tmp, key="results", mode="w", complevel=9)
                 random.to_hdf(tmp, key="random", mode="a", complevel=9)
+        return results, random
+
+    def _keep_unselected_results(self, results, random):
+        """Add the rows of an existing results.h5 that this evaluation did not select (a task,
+        algorithm or dataset size left out by --tasks/--algs/--num_trajs); the selected cells
+        are replaced by what was just evaluated."""
+        import pandas as pd
+
+        if not os.path.exists(self.results_path):
+            return results, random
+        old = pd.read_hdf(self.results_path, "results")
+        old_random = pd.read_hdf(self.results_path, "random")
+        tasks = {t.name for t in self.tasks}
+        selected = (old["task"].isin(tasks) & old["alg"].isin(list(self.algs))
+                    & old["num_trajs"].isin(list(self.spec.num_trajs)))
+        kept = old[~selected]
+        if len(kept):
+            print(f"2_eval: keeping {len(kept)} results of cells outside this selection from "
+                  f"{self.results_path}", file=sys.stderr)
+            results = pd.concat([results, kept.reindex(columns=RESULT_COLUMNS)],
+                                ignore_index=True)
+        kept_random = old_random[~old_random["task"].isin(tasks)]
+        if len(kept_random):
+            random = pd.concat([random, kept_random[list(random.columns)]], ignore_index=True)
         return results, random
 
     def expert_returns(self, task_name, n):

@@ -299,3 +299,34 @@ def test_a_cached_evaluation_is_redone_when_its_environment_resolves_differently
     assert cached_eval(job) is None
     random = dict(random=True, env="Acrobot-v0", num_trajs=5, seed=0, cache=job["cache"])
     assert eval_identity(random)["resolved"]["make_kwargs"] == {}
+
+
+def test_evaluating_a_selection_keeps_the_other_cells_results(tmp_path):
+    """`2_eval --algs ga` after a full evaluation replaces the GAIL rows and the selected
+    tasks' random policy, and keeps every other cell's rows in results.h5."""
+    import warnings
+
+    from imitation.pipeline import RESULT_COLUMNS, Pipeline
+
+    spec = load_spec("smoke")
+    pipe = Pipeline(spec, str(tmp_path / "out"), experts=str(tmp_path), algs=["ga"])
+    old = pd.concat([_results([1., 2.], task="cartpole", alg="ga", n=1),
+                     _results([3.], task="cartpole", alg="bclone", n=1),
+                     _results([4.], task="hopper", alg="ga", n=1)], ignore_index=True)
+    old["snapshot"] = "snapshots/iter0000002"
+    old["alg_traj_lengths_stochastic"] = [np.ones(3)] * len(old)
+    old_random = pd.DataFrame(dict(task=["cartpole", "hopper"], return_mean=[20., 18.],
+                                   return_std=[1., 2.]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old[RESULT_COLUMNS].to_hdf(pipe.results_path, key="results", mode="w")
+        old_random.to_hdf(pipe.results_path, key="random", mode="a")
+    new = _results([9.], task="cartpole", alg="ga", n=1)
+    new["snapshot"] = "snapshots/iter0000002"
+    new["alg_traj_lengths_stochastic"] = [np.ones(3)]
+    new_random = pd.DataFrame(dict(task=["cartpole"], return_mean=[22.], return_std=[3.]))
+    results, random = pipe._keep_unselected_results(new[RESULT_COLUMNS], new_random)
+    got = {(r.task, r.alg, r.run): r.alg_traj_returns[0] for r in results.itertuples()}
+    assert got == {("cartpole", "ga", 0): 9., ("cartpole", "bclone", 0): 3.,
+                   ("hopper", "ga", 0): 4.}     # the old second GAIL run is gone
+    assert dict(zip(random.task, random.return_mean)) == {"cartpole": 22., "hopper": 18.}
