@@ -108,7 +108,8 @@ def compare(results, pub, random_returns):
       returns of these tasks are negative, where a ratio of returns reads upside down);
     - one published run (MuJoCo): `within` when the published value lies inside the range of
       our runs' means (test 'range'); `ratio_to_pub` = our mean return / the published one
-      tells how far."""
+      tells how far. With a single run of ours too there is no range to test (test 'ratio'):
+      only the ratio is reported, and `within` is False."""
     ours = summarize_ours(results)
     p = summarize_published(pub)
     table = ours.merge(p, on=["task", "alg", "num_trajs"], how="left")
@@ -120,10 +121,13 @@ def compare(results, pub, random_returns):
                      0.05 * (table["pub_expert"] - rnd).abs())
     table["tolerance"] = tol
     single = table["pub_runs"] == 1
-    table["test"] = np.where(table["pub_mean"].isna(), "", np.where(single, "range", "spread"))
+    one_each = single & (table["ours_runs"] < 2)
+    table["test"] = np.where(table["pub_mean"].isna(), "",
+                             np.where(one_each, "ratio",
+                                      np.where(single, "range", "spread")))
     in_spread = (table["ours_mean"] - table["pub_mean"]).abs() <= tol
     in_range = (table["ours_min"] <= table["pub_mean"]) & (table["pub_mean"] <= table["ours_max"])
-    table["within"] = np.where(single, in_range, in_spread)
+    table["within"] = np.where(single, in_range & ~one_each, in_spread)
     table["ratio_to_pub"] = np.where(single, table["ours_mean"] / table["pub_mean"],
                                      table["ours_norm"] / table["pub_norm"])
     order = {a: i for i, a in enumerate(ALG_ORDER)}
@@ -155,6 +159,8 @@ def format_table(table):
                    else f"{r.pub_mean:9.1f}")
             pruns, test = str(int(r.pub_runs)), r.test
             ratio, within = f"{r.ratio_to_pub:.3f}", "yes" if r.within else "NO"
+            if r.test == "ratio":          # one run on each side: nothing to test
+                within = "-"
         lines.append(f"{r.task:<12}{r.alg:<12}{r.num_trajs:>4}{r.ours_runs:>5}  "
                      f"{r.ours_mean:9.1f} ± {r.ours_std:7.1f}  {ci:>19}  {_num(r.ours_iqm)}  "
                      f"{_num(r.ours_stoch_mean, '10.1f')}  {pub:>17}{pruns:>5}  "
@@ -171,17 +177,21 @@ def summarize_checks(table):
                                   "the expert-random range); ours/pub is the ratio of "
                                   "normalized scores"),
                        ("range", "the single published run inside the range of our runs' "
-                                 "means; ours/pub is the ratio of mean returns")):
+                                 "means; ours/pub is the ratio of mean returns"),
+                       ("ratio", "one published run and one of ours: no test, only ours/pub, "
+                                 "the ratio of mean returns")):
         t = table[table["test"] == test]
         if t.empty:
             continue
         lines.append(f"test '{test}': {what}")
         for alg in list(dict.fromkeys(t["alg"])):
             a = t[t["alg"] == alg]
-            extra = ""
-            if test == "range":
-                extra = (f"; ours / published {a['ratio_to_pub'].min():.2f}-"
-                         f"{a['ratio_to_pub'].max():.2f}")
+            ratios = (f"ours / published {a['ratio_to_pub'].min():.2f}-"
+                      f"{a['ratio_to_pub'].max():.2f}")
+            if test == "ratio":
+                lines.append(f"  {ALG_LABELS.get(alg, alg)}: {len(a)} cells; {ratios}")
+                continue
+            extra = f"; {ratios}" if test == "range" else ""
             lines.append(f"  {ALG_LABELS.get(alg, alg)}: {int(a['within'].sum())} of {len(a)} "
                          f"cells{extra}")
     return lines

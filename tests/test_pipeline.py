@@ -133,6 +133,21 @@ def test_compare_with_a_single_published_run_asks_whether_it_lies_inside_our_ran
         "  GAIL: 0 of 1 cells; ours / published 1.14-1.14"
 
 
+def test_one_run_against_one_published_run_reports_only_the_ratio():
+    """A single run of ours has no range for the published value to lie in: the row's test is
+    'ratio', its verdict '-', and the summary gives the ratios without a count."""
+    results = _results([80.])
+    p = pd.DataFrame([dict(task="t", alg="ga", num_trajs=4, run=0, alg_return_mean=80.,
+                           expert_return_mean=100.)])
+    table = pub.compare(results, p, {"t": 0.})
+    row = table.iloc[0]
+    assert row.test == "ratio" and not row.within and row.ratio_to_pub == pytest.approx(1.)
+    assert pub.format_table(table).splitlines()[2].split()[-2:] == ["ratio", "-"]
+    lines = pub.summarize_checks(table)
+    assert lines[0].startswith("test 'ratio': one published run and one of ours: no test")
+    assert lines[1] == "  GAIL: 1 cells; ours / published 1.00-1.00"
+
+
 def test_run_statistics_against_hand_computed_values():
     from imitation.published import run_statistics
 
