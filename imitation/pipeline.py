@@ -597,6 +597,9 @@ class Pipeline:
         qual = pub.qualitative_findings(table)
         if qual:
             lines += ["", "The paper's qualitative result (smallest dataset):"] + qual
+        ent = pub.entropy_study(table)
+        if ent:
+            lines += ["", "GAIL's return by policy entropy weight (--policy_ent_reg):"] + ent
         out = "\n".join(lines) + f"\nrandom policy: {rnd}\n"
         print(out)
         with open(os.path.join(self.out_dir, "report.txt"), "w") as f:

@@ -222,6 +222,32 @@ def qualitative_findings(table):
     return lines
 
 
+ENTREG_ALGS = {"ga_entreg0": "0", "ga_entreg-3": "0.001", "ga_entreg-2": "0.01",
+               "ga_entreg-1": "0.1"}
+
+
+def entropy_study(table):
+    """The Reacher entropy-regularization study: per task and dataset size, the mean return of
+    GAIL under each policy entropy weight, ours beside the published mean, and which weight
+    does best on each side."""
+    lines = []
+    t = table[table["alg"].isin(list(ENTREG_ALGS))]
+    for (task, n), g in t.groupby(["task", "num_trajs"], sort=True):
+        by = {r.alg: r for r in g.itertuples()}
+        algs = [a for a in ENTREG_ALGS if a in by]
+        parts = [f"{ENTREG_ALGS[a]}: {by[a].ours_mean:.1f} ("
+                 f"{'-' if np.isnan(by[a].pub_mean) else format(by[a].pub_mean, '.1f')})"
+                 for a in algs]
+        best = max(algs, key=lambda a: by[a].ours_mean)
+        line = (f"  {task}, {n} trajectories, ours (published): " + ", ".join(parts)
+                + f"; best: {ENTREG_ALGS[best]}")
+        pub = [a for a in algs if not np.isnan(by[a].pub_mean)]
+        if pub:
+            line += f" (published: {ENTREG_ALGS[max(pub, key=lambda a: by[a].pub_mean)]})"
+        lines.append(line)
+    return lines
+
+
 def plot_figure(table, out_png, title=None):
     """The paper's Figure 1 layout: normalized performance vs number of expert trajectories,
     one panel per task, one colour per algorithm; solid = this project, dashed = published."""

@@ -148,6 +148,22 @@ def test_one_run_against_one_published_run_reports_only_the_ratio():
     assert lines[1] == "  GAIL: 1 cells; ours / published 1.00-1.00"
 
 
+def test_entropy_study_lists_each_weight_beside_the_published_mean():
+    results = pd.concat([_results([-10., -12.], alg="ga_entreg0", n=4),
+                         _results([-30.], alg="ga_entreg-1", n=4),
+                         _results([-8.], alg="ga_entreg-3", n=4),
+                         _results([-5.], alg="bclone", n=4)])
+    p = pd.DataFrame([dict(task="t", alg=a, num_trajs=4, run=r, alg_return_mean=v,
+                           expert_return_mean=-4.)
+                      for a, vals in (("ga_entreg0", (-60., -70.)), ("ga_entreg-1", (-300.,)),
+                                      ("ga_entreg-3", (-30.,)))
+                      for r, v in enumerate(vals)])
+    (line,) = pub.entropy_study(pub.compare(results, p, {"t": -40.}))
+    assert line == ("  t, 4 trajectories, ours (published): 0: -11.0 (-65.0), "
+                    "0.001: -8.0 (-30.0), 0.1: -30.0 (-300.0); best: 0.001 (published: 0.001)")
+    assert pub.entropy_study(pub.compare(_results([1.]), p, {"t": 0.})) == []
+
+
 def test_run_statistics_against_hand_computed_values():
     from imitation.published import run_statistics
 
