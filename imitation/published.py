@@ -279,6 +279,7 @@ def plot_figure(table, out_png, title=None):
                 ax.plot(a["num_trajs"], a["pub_norm"], "--x", color=c, alpha=0.6)
         ax.axhline(1.0, color="k", lw=0.8)
         ax.axhline(0.0, color="gray", lw=0.8, ls=":")
+        _clip_far_below_random(ax, t, colors)
         ax.set_title(task)
         ax.set_xlabel("number of expert trajectories")
         ax.set_xticks(sorted(t["num_trajs"].unique()))
@@ -296,5 +297,30 @@ def plot_figure(table, out_png, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.2, 1, 0.93 if title else 1))
-    fig.savefig(out_png, dpi=120)
+    # "tight" grows the canvas to the legend, which is wider than a single panel (Reacher)
+    fig.savefig(out_png, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+FLOOR = -1.0
+"""Lowest normalized score drawn to scale: one expert-random range below random."""
+
+
+def _clip_far_below_random(ax, t, colors):
+    """Keep the panel readable when a cell lies far below random (Reacher with entropy weight
+    0.1 reaches -21): the axis stops just under FLOOR and each point below it is written at the
+    bottom edge, in its algorithm's colour ('pub' for the published one), so the other
+    algorithms are not squashed into a line near 1."""
+    below = [(r.num_trajs, r.alg, col, getattr(r, col)) for r in t.itertuples()
+             for col in ("ours_norm", "pub_norm") if getattr(r, col) < FLOOR]
+    if not below:
+        return
+    top = max(1.1, np.nanmax(t[["ours_norm", "pub_norm"]].to_numpy()) + 0.05)
+    bottom = FLOOR - 0.15
+    ax.set_ylim(bottom, top)
+    stacked = {}
+    for n, alg, col, v in below:
+        k = stacked[n] = stacked.get(n, -1) + 1
+        text = f"{v:.1f}" + (" pub" if col == "pub_norm" else "")
+        ax.annotate(text, (n, bottom), xytext=(0, 2 + 9 * k), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=7, color=colors.get(alg))

@@ -164,6 +164,25 @@ def test_entropy_study_lists_each_weight_beside_the_published_mean():
     assert pub.entropy_study(pub.compare(_results([1.]), p, {"t": 0.})) == []
 
 
+def test_figure_stops_one_range_below_random_and_labels_the_points_under_it():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = pd.DataFrame(dict(num_trajs=[4, 4, 11], alg=["ga_entreg0", "ga_entreg-1", "ga_entreg-1"],
+                          ours_norm=[0.5, -5.4, -8.3], pub_norm=[0.2, -6.5, 0.9]))
+    fig, ax = plt.subplots()
+    pub._clip_far_below_random(ax, t, {"ga_entreg-1": "tab:red"})
+    assert ax.get_ylim() == pytest.approx((pub.FLOOR - 0.15, 1.1))
+    texts = sorted(a.get_text() for a in ax.texts)
+    assert texts == ["-5.4", "-6.5 pub", "-8.3"]
+    _, ax2 = plt.subplots()                  # nothing under the floor: matplotlib's own limits
+    pub._clip_far_below_random(ax2, t.iloc[:1], {})
+    assert len(ax2.texts) == 0 and ax2.get_ylim() == (0.0, 1.0)
+    plt.close("all")
+
+
 def test_run_statistics_against_hand_computed_values():
     from imitation.published import run_statistics
 
