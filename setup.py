@@ -11,7 +11,7 @@ setup(
     description="GAIL and TRPO (Ho & Ermon 2016) on PyTensor graphs compiled to C",
     python_requires=">=3.11",
     packages=find_packages(include=["policyopt", "policyopt.*", "imitation", "imitation.*"]),
-    package_data={"imitation": ["pipelines/*.yaml"]},
+    package_data={"imitation": ["pipelines/*.yaml", "reference/*.csv"]},
     install_requires=[
         "numpy>=1.26",
         "scipy>=1.12",

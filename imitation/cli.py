@@ -50,6 +50,12 @@ def run_main(main, argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:
+        # the reader went away (`showlog.py --columns | head`): stop quietly, as a program
+        # killed by SIGPIPE does; stdout goes to /dev/null so the exit's flush cannot fail
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)
     sys.exit(rc or 0)
 
 
@@ -225,22 +231,47 @@ def _same_arg(given, stored):
     return False
 
 
+def check_writable_output(flag, path, directory=False, create_parents=False):
+    """UserError unless `path` can be written before any work is done: with `create_parents`
+    its nearest existing ancestor, else its parent, is a writable directory; `path` itself is
+    not the wrong kind (a directory for a file output, or a file for a `directory` output)
+    and, when it exists, is writable."""
+    path_abs = os.path.abspath(path)
+    parent = os.path.dirname(path_abs)
+    if create_parents:
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        if os.path.exists(parent):
+            raise UserError(f"{flag} {path}: {parent} is a file, not a directory")
+        raise UserError(f"{flag} {path}: directory {parent} does not exist")
+    if directory:
+        if os.path.exists(path_abs) and not os.path.isdir(path_abs):
+            raise UserError(f"{flag} {path} is a file, not a directory")
+    elif os.path.isdir(path_abs):
+        raise UserError(f"{flag} {path} is a directory")
+    target = path_abs if os.path.exists(path_abs) else parent
+    if not os.access(target, os.W_OK | (os.X_OK if os.path.isdir(target) else 0)):
+        raise UserError(f"{flag} {path}: {target} is not writable")
+
+
 def check_log_path(path, resume=False):
     """A --log path must not hold a log (unless resume); its missing parent directories are
-    created at the first save, but none of them may be a file."""
+    created at the first save, but none of them may be a file, and the nearest existing one
+    must be writable. Takes the log's exclusive lock for the life of the process (a second
+    run on the same log fails here, `imitation.locks`) and removes temporaries a killed save
+    left next to it."""
     if path is None:
         if resume:
             raise UserError("--resume needs --log (the log of the run to continue)")
         return
-    d = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(d):
-        d = os.path.dirname(d)
-    if not os.path.isdir(d):
-        raise UserError(f"--log {path}: {d} is a file, not a directory")
-    if os.path.isdir(path):
-        raise UserError(f"--log {path} is a directory")
+    check_writable_output("--log", path, create_parents=True)
+    from imitation import locks
+
+    locks.lock_output(path, "--log")
     if os.path.exists(path) and not resume:
         raise UserError(f"--log {path} already exists; pass --resume to continue that run, or "
                         "choose a new file")
     if resume and not os.path.exists(path):
         raise UserError(f"--resume: {path} does not exist")
+    locks.remove_stale_temporaries(path)

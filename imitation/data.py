@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from imitation.errors import UserError
-from policyopt.util import atomic_write, library_versions
+from policyopt.util import library_versions, write_h5_atomic
 
 REQUIRED = ("obs_B_T_Do", "a_B_T_Da", "r_B_T", "len_B")
 # Kept by imports from other formats (imitation.interop); training does not use them.
@@ -80,9 +80,17 @@ def load_dataset(path):
         for k in REQUIRED:
             if not isinstance(f[k], h5py.Dataset):
                 raise UserError(f"{path}: {k} is not a dataset")
-        obs, a, r, lens = (f[k][()] for k in REQUIRED)
-        extra = {k: f[k][()] for k in OPTIONAL if k in f and isinstance(f[k], h5py.Dataset)}
-        attrs = {k: _attr(v) for k, v in f.attrs.items()}
+        try:
+            obs, a, r, lens = (f[k][()] for k in REQUIRED)
+            extra = {k: f[k][()] for k in OPTIONAL if k in f and isinstance(f[k], h5py.Dataset)}
+            attrs = {k: _attr(v) for k, v in f.attrs.items()}
+        except (OSError, ValueError, RuntimeError, TypeError) as e:
+            # e.g. a corrupt compressed chunk ("filter returned failure"), a truncated file
+            raise UserError(f"{path}: the file is damaged and cannot be read "
+                            f"({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+    for name, x in (("obs_B_T_Do", obs), ("a_B_T_Da", a), ("r_B_T", r), ("len_B", lens)):
+        if x.dtype.names is not None or not np.issubdtype(x.dtype, np.number):
+            raise UserError(f"{path}: {name} holds {x.dtype} values, not numbers")
     if obs.ndim != 3 or a.ndim != 3 or r.ndim != 2 or lens.ndim != 1:
         raise UserError(f"{path}: expected obs_B_T_Do, a_B_T_Da 3-D, r_B_T 2-D, len_B 1-D; got "
                         f"{obs.shape}, {a.shape}, {r.shape}, {lens.shape}")
@@ -169,22 +177,26 @@ def write_arrays(path, obs_B_T_Do, a_B_T_Da, r_B_T, len_B, attrs, extra=None):
     """Write padded arrays as a dataset file (atomically). `attrs` go to root attributes (None
     values left out), with `versions` (the libraries that wrote it, util.library_versions)
     unless `attrs` has one; `extra` holds OPTIONAL arrays by name."""
-    import h5py
 
     attrs = {"versions": library_versions(), **attrs}
-    with atomic_write(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            for name, x in (("obs_B_T_Do", obs_B_T_Do), ("a_B_T_Da", a_B_T_Da),
-                            ("r_B_T", r_B_T)):
-                f.create_dataset(name, data=x, compression="gzip", compression_opts=4)
-            f.create_dataset("len_B", data=np.asarray(len_B, dtype=np.int32))
-            for name, x in (extra or {}).items():
-                assert name in OPTIONAL, name
-                f.create_dataset(name, data=x)
-            for k, v in attrs.items():
-                if v is None:
-                    continue
-                f.attrs[k] = v if isinstance(v, (str, int, float, np.number)) else json.dumps(v)
+
+    def fill(f):
+        for name, x in (("obs_B_T_Do", obs_B_T_Do), ("a_B_T_Da", a_B_T_Da), ("r_B_T", r_B_T)):
+            f.create_dataset(name, data=x, compression="gzip", compression_opts=4)
+        f.create_dataset("len_B", data=np.asarray(len_B, dtype=np.int32))
+        for name, x in (extra or {}).items():
+            assert name in OPTIONAL, name
+            f.create_dataset(name, data=x)
+        for k, v in attrs.items():
+            if v is None:
+                continue
+            f.attrs[k] = v if isinstance(v, (str, int, float, np.number)) else json.dumps(v)
+
+    try:
+        write_h5_atomic(path, fill)
+    except OSError as e:  # a full disk or a read-only directory: the old file is untouched
+        raise UserError(f"cannot write the dataset {path} ({e.strerror or type(e).__name__})"
+                        + ("; the existing file is unchanged" if os.path.exists(path) else ""))
 
 
 def command_line():

@@ -8,6 +8,8 @@ applied implicitly.
 """
 import importlib
 import json
+import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -158,8 +160,22 @@ def import_env_module(env_name):
     if ":" not in env_name:
         return env_name
     module, env_id = env_name.split(":", 1)
+    # As `python -m` would, find a module in the current directory (last, so that installed
+    # packages win); sampling workers are forked and inherit the path.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
     try:
         importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and module.split(".")[0] == e.name.split(".")[0]:
+            raise EnvError(f"{env_name}: no module {module} in the current directory or on "
+                           "the Python path (set PYTHONPATH to the directory that holds it, "
+                           "or pip install its package)")
+        raise EnvError(f"{env_name}: cannot import {module} ({type(e).__name__}: {e})")
+    except SystemExit as e:
+        raise EnvError(f"{env_name}: importing {module} called sys.exit({e.code!r}); a module "
+                       "that registers environments must not exit")
     except Exception as e:
         raise EnvError(f"{env_name}: cannot import {module} ({type(e).__name__}: {e})")
     return env_id
@@ -245,6 +261,20 @@ class GymMDP(policyopt.MDP):
                 raise EnvError(f"{env_name}: action space {asp} is not a Box or Discrete space")
             # the registered limit, or max_traj_len, which make() put in its place
             self.max_episode_steps = env.spec.max_episode_steps if env.spec else None
+            # One step on this probe (closed below; the sampler makes its own): kwargs of the
+            # wrong type, or an environment that returns NaN, fail here in one line rather
+            # than in the first iteration's sampling or the first policy step.
+            try:
+                obs1 = env.step(asp.sample())[0]
+            except Exception as e:
+                raise EnvError(f"{env_name}: the environment fails at its first step "
+                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                               + (f"; made with kwargs {self.spec.make_kwargs}"
+                                  if self.spec.make_kwargs else ""))
+            for when, o in (("reset", obs), ("its first step", obs1)):
+                if not np.all(np.isfinite(np.asarray(o, dtype=np.float64))):
+                    raise EnvError(f"{env_name}: the observation after {when} contains NaN "
+                                   "or inf")
         finally:
             env.close()
         self.num_workers = default_num_workers() if num_workers is None else num_workers
@@ -291,6 +321,10 @@ class GymMDP(policyopt.MDP):
         results = [r for r in results if r is not None]
         lengths = np.concatenate([r[5] for r in results])
         stacked = [np.concatenate([r[k] for r in results]) for k in range(5)]
+        if not np.all(np.isfinite(stacked[0])):
+            # a learner fed NaN fails later and obscurely (a KL of NaN in the policy step)
+            raise EnvError(f"{self.env_name}: the environment returned observations that "
+                           "contain NaN or inf")
         return TrajBatch.from_stacked(*stacked, lengths)
 
     def _sample(self, policy, obsfeat_fn, min_sa, min_trajs, horizon, batch_size, base_seed,

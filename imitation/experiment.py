@@ -23,6 +23,8 @@ import numpy as np
 
 from imitation.errors import UserError
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 DEFAULT_MAX_ITER = {"ga": 501, "bclone": 20001, "trpo": 500}
 
 
@@ -163,6 +165,17 @@ def resolve_hidden_spec(spec, tiny):
     return spec
 
 
+def file_sha256(path):
+    """SHA-256 of a file's bytes (the fingerprint a resume checks its dataset against)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def make_policy(hidden_spec, mdp, enable_obsnorm):
     """The policy class the action space calls for: GibbsPolicy (discrete) or GaussianPolicy."""
     from policyopt import FiniteSpace, rl
@@ -215,7 +228,19 @@ class Experiment:
         `resume`: continue the run logged in `log`. The console shows the compact columns
         (training.COMPACT_COLUMNS) unless `verbose`; the log holds all. `tensorboard`: a
         directory where every row's fields also go as TensorBoard scalars. Returns False when
-        a resumed run had nothing left to do."""
+        a resumed run had nothing left to do. Holds the log's exclusive lock
+        (`imitation.locks`) while it runs."""
+        from imitation import locks
+
+        locked_here = bool(log) and locks.lock_output(log, "log")
+        try:
+            return self._run(max_iter, log, save_freq, print_freq, resume, attrs, verbose,
+                             tensorboard)
+        finally:
+            if locked_here:
+                locks.release_output(log)
+
+    def _run(self, max_iter, log, save_freq, print_freq, resume, attrs, verbose, tensorboard):
         from imitation.training import (
             COMPACT_COLUMNS,
             TensorBoardWriter,
@@ -250,6 +275,12 @@ class Experiment:
                                 print_columns=None if verbose else COMPACT_COLUMNS)
         board = TensorBoardWriter(tensorboard) if tensorboard else None
         returns = []
+        earlier = []  # a resumed run's rows so far: its closing "best" covers the whole run
+        if resume:
+            rows = read_log(log).rows
+            col = next((c for c in ("trueret", "ret") if c in rows.dtype.names), None)
+            if col is not None:
+                earlier = [(int(i), float(r)) for i, r in zip(rows["iter"], rows[col])]
 
         def step():
             row = self.step()
@@ -268,7 +299,8 @@ class Experiment:
             if board is not None:
                 board.close()
         print(closing_summary(returns, time.time() - t0, log, self.script, max_iter,
-                              label(n_iter - 1) if label else n_iter - 1), flush=True)
+                              label(n_iter - 1) if label else n_iter - 1, earlier=earlier),
+              flush=True)
         return True
 
     @property
@@ -277,25 +309,42 @@ class Experiment:
         return "run_rl_mj.py" if isinstance(self.config, RLConfig) else "imitate_mj.py"
 
 
-def closing_summary(returns, seconds, log, script, max_iter, last_label):
-    """What a finished run prints last: how long, the true return at the end and at its best,
-    and where the log is, with the commands that evaluate, resume and plot it."""
+def script_command(script):
+    """How to run one of the project's scripts from the current directory: ``python
+    scripts/X`` in the repository root, the script's absolute path elsewhere."""
+    path = os.path.join(REPO_ROOT, "scripts", script)
+    try:
+        if os.path.samefile(os.getcwd(), REPO_ROOT):
+            return f"python scripts/{script}"
+    except OSError:
+        pass
+    return f"python {path}"
+
+
+def closing_summary(returns, seconds, log, script, max_iter, last_label, earlier=()):
+    """What a finished run prints last: how long, the true return at the end and at its best
+    (over the whole run, `earlier` holding the (iter, return) rows before a resume), and where
+    the log is, with the commands that evaluate, resume and plot it."""
     m, s = divmod(int(round(seconds)), 60)
     lines = [f"done: {len(returns)} iterations in {m}m{s:02d}s"]
-    finite = [(i, r) for i, r in returns if r is not None and np.isfinite(r)]
+    if earlier:
+        lines[0] += f" (resumed after {len(earlier)})"
+    finite = [(i, r) for i, r in list(earlier) + list(returns)
+              if r is not None and np.isfinite(r)]
     if finite:
         best = max(finite, key=lambda x: x[1])
         lines[0] += (f"; true return {finite[-1][1]:.2f} at the end (iter {finite[-1][0]}), "
                      f"best {best[1]:.2f} (iter {best[0]})")
     if not log:
-        lines.append("no --log: nothing was saved")
+        lines.append("no --log: nothing was saved (rerun with --log FILE to keep the policy, "
+                     "evaluate, resume and plot it)")
         return "\n".join(lines)
     stem = os.path.splitext(log)[0]
     lines += [f"log: {log} (last snapshot {log}/snapshots/iter{last_label:07d})",
-              f"  evaluate: python scripts/eval_policy.py {log} --deterministic",
-              f"  resume:   python scripts/{script} --resume --log {log} --max_iter "
+              f"  evaluate: {script_command('eval_policy.py')} {log} --deterministic",
+              f"  resume:   {script_command(script)} --resume --log {log} --max_iter "
               f"{2 * max_iter - 1}",
-              f"  plot:     python scripts/showlog.py {log} --out {stem}.png"]
+              f"  plot:     {script_command('showlog.py')} {log} --out {stem}.png"]
     return "\n".join(lines)
 
 
@@ -354,7 +403,10 @@ def build_imitation(cfg):
         if cfg.obsnorm_mode == "expertdata":
             policy.update_obsnorm(ex_obs)
         build = _build_bclone if cfg.mode == "bclone" else _build_gail
-        return build(cfg, mdp, policy, rng, ex_obs, ex_a, ex_t, summary)
+        exp = build(cfg, mdp, policy, rng, ex_obs, ex_a, ex_t, summary)
+        # a resume checks it: a file replaced at the same path must not continue silently
+        exp.state.fingerprints["data"] = file_sha256(cfg.data)
+        return exp
     except BaseException:
         mdp.close()
         raise

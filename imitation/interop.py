@@ -38,6 +38,7 @@ class Episodes:
     obs_final: list = None   # each (Do,): the observation after the last action, if known
     env_name: str = None
     source: str = ""
+    env_kwargs: dict = None  # keyword arguments the environment was made with (gymnasium.make)
 
     def __len__(self):
         return len(self.obs)
@@ -72,7 +73,6 @@ def _require_minari():
 def read_minari(dataset_id):
     """Episodes of a Minari dataset in the local store (``minari download ID`` fetches one)."""
     minari = _require_minari()
-    import gymnasium as gym
 
     local = minari.list_local_datasets()
     if dataset_id not in local:
@@ -83,8 +83,24 @@ def read_minari(dataset_id):
         raise UserError(f"no Minari dataset {dataset_id!r} in the local store "
                         f"($MINARI_DATASETS_PATH or ~/.minari/datasets){hint}; "
                         f"`minari download {dataset_id}` fetches a remote one")
-    ds = minari.load_dataset(dataset_id)
     where = f"Minari dataset {dataset_id}"
+    try:
+        ds = minari.load_dataset(dataset_id)
+    except Exception as e:  # a truncated or foreign main_data.hdf5, a broken metadata file
+        raise UserError(f"{where} cannot be read ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})")
+    try:
+        return _read_minari_episodes(ds, dataset_id, where)
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"{where} cannot be read ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})")
+
+
+def _read_minari_episodes(ds, dataset_id, where):
+    import gymnasium as gym
+
     if not isinstance(ds.observation_space, gym.spaces.Box):
         raise UserError(f"{where}: observations are {type(ds.observation_space).__name__}; only "
                         "flat Box observations are supported")
@@ -119,8 +135,57 @@ def read_minari(dataset_id):
         raise UserError(f"{where} holds no episodes")
     eps.terminated, eps.truncated = np.array(term), np.array(trunc)
     env_spec = ds.spec.env_spec
-    eps.env_name = env_spec.id if env_spec is not None else None
+    if env_spec is not None:
+        eps.env_name = _env_name_of_spec(env_spec)
+        eps.env_kwargs = dict(env_spec.kwargs) or None
     return eps
+
+
+def _env_name_of_spec(env_spec):
+    """The id to make a recorded Gymnasium EnvSpec with: its id when registered here, else
+    'module:id' from its entry point (Gymnasium's convention for user packages, whose import
+    registers the id)."""
+    import gymnasium as gym
+
+    if env_spec.id in gym.registry:
+        return env_spec.id
+    ep = env_spec.entry_point
+    if isinstance(ep, str) and ":" in ep:
+        return f"{ep.split(':', 1)[0]}:{env_spec.id}"
+    return env_spec.id
+
+
+def _env_spec_for_export(env_name, env_kwargs):
+    """A Gymnasium EnvSpec that records the environment and its kwargs, for Minari; None when
+    this machine cannot resolve the id."""
+    import dataclasses
+
+    import gymnasium as gym
+
+    from imitation.envs import import_env_module
+
+    try:
+        bare = import_env_module(env_name)
+    except Exception:
+        return None
+    if bare not in gym.registry:
+        return None
+    spec = gym.spec(bare)
+    return dataclasses.replace(spec, kwargs={**spec.kwargs, **(env_kwargs or {})})
+
+
+def check_minari_id(dataset_id):
+    """UserError unless `dataset_id` is a valid Minari id, (namespace/)name-vN."""
+    _require_minari()
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    try:
+        _, _, version = parse_dataset_id(dataset_id)
+    except ValueError:
+        version = None
+    if version is None:
+        raise UserError(f"{dataset_id!r} is not a Minari dataset id: expected "
+                        "(namespace/)name-vN, e.g. cartpole/gail-expert-v0")
 
 
 def write_minari(eps, dataset_id, description=None):
@@ -128,9 +193,12 @@ def write_minari(eps, dataset_id, description=None):
     action is the stored one (``obs_final_B_Do``) or, when the dataset has none, a copy of the
     last observation (said in the dataset's description)."""
     minari = _require_minari()
+    import shutil
+
     import gymnasium as gym
     from minari.data_collector.episode_buffer import EpisodeBuffer
 
+    check_minari_id(dataset_id)
     if dataset_id in minari.list_local_datasets():
         raise UserError(f"a Minari dataset {dataset_id!r} already exists in the local store "
                         f"(remove it with `minari delete {dataset_id}`)")
@@ -161,14 +229,32 @@ def write_minari(eps, dataset_id, description=None):
     if copied_final:
         note += ("; the observation after each episode's last action was not recorded and is a "
                  "copy of the last observation")
-    with warnings.catch_warnings():
-        # Minari's reminders to fill author, permalink...; Gymnasium's for old env versions
-        warnings.simplefilter("ignore")
-        return minari.create_dataset_from_buffers(
-            dataset_id, buffers, env=eps.env_name if eps.env_name in gym.registry else None,
-            observation_space=gym.spaces.Box(-np.inf, np.inf, (Do,), np.float64),
-            action_space=action_space, algorithm_name="expert (policyopt)", description=note,
-            ref_min_score=0., ref_max_score=1.)
+    env = _env_spec_for_export(eps.env_name, eps.env_kwargs) if eps.env_name else None
+    if env is None and eps.env_name:
+        note += f"; recorded in environment {eps.env_name}"
+        if eps.env_kwargs:
+            note += f" made with {eps.env_kwargs}"
+    from minari.utils import get_dataset_path
+
+    store_dir = get_dataset_path(dataset_id)
+    existed = os.path.exists(store_dir)
+    try:
+        with warnings.catch_warnings():
+            # Minari's reminders to fill author, permalink...; Gymnasium's for old versions
+            warnings.simplefilter("ignore")
+            return minari.create_dataset_from_buffers(
+                dataset_id, buffers, env=env,
+                observation_space=gym.spaces.Box(-np.inf, np.inf, (Do,), np.float64),
+                action_space=action_space, algorithm_name="expert (policyopt)",
+                description=note, ref_min_score=0., ref_max_score=1.)
+    except BaseException as e:
+        # never leave a half-written dataset in the store: it breaks every later listing
+        if not existed and os.path.exists(store_dir):
+            shutil.rmtree(store_dir, ignore_errors=True)
+        if isinstance(e, Exception):
+            raise UserError(f"cannot write Minari dataset {dataset_id} ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''})")
+        raise
 
 
 # ---------------------------------------------------------------------- flat (D4RL) files
@@ -201,10 +287,18 @@ def read_flat(path, drop_unfinished=False):
         raise UserError(f"{path}: missing {', '.join(missing)} (has "
                         f"{', '.join(sorted(cols)) or 'nothing'}); a flat file needs "
                         f"{', '.join(FLAT_COLUMNS)}")
+    shapes = {"observations": ((2,), "(steps, dims)"),
+              "actions": ((1, 2), "(steps,) or (steps, dims)")}
+    for c in FLAT_COLUMNS:
+        x = np.asarray(cols[c])
+        if x.dtype.names is not None or not (np.issubdtype(x.dtype, np.number)
+                                             or x.dtype == bool):
+            raise UserError(f"{path}: column {c} holds {x.dtype} values, not numbers")
+        ndims, text = shapes.get(c, ((1,), "(steps,)"))
+        if x.ndim not in ndims and not (c not in shapes and x.ndim == 2 and x.shape[1] == 1):
+            raise UserError(f"{path}: column {c} has shape {x.shape}; expected {text}")
     obs = np.asarray(cols["observations"], dtype=np.float64)
     N = len(obs)
-    if obs.ndim != 2:
-        raise UserError(f"{path}: observations must be (steps, dims), got {obs.shape}")
     lengths = {c: len(cols[c]) for c in FLAT_COLUMNS}
     if len(set(lengths.values())) != 1:
         raise UserError(f"{path}: columns of different lengths: "
@@ -212,7 +306,9 @@ def read_flat(path, drop_unfinished=False):
     if N == 0:
         raise UserError(f"{path} holds no steps")
     a_raw = np.asarray(cols["actions"])
-    discrete = np.issubdtype(a_raw.dtype, np.integer) or (a_raw.ndim == 1)
+    # integers are discrete actions; floats continuous, 1-D ones included (a 1-dim action
+    # space); `match_action_kind` turns whole-number floats into indices for a Discrete env
+    discrete = np.issubdtype(a_raw.dtype, np.integer)
     actions = _flat_actions(a_raw, path, discrete)
     rewards = np.asarray(cols["rewards"], dtype=np.float64).reshape(N)
     for name, x in (("observations", obs), ("actions", actions), ("rewards", rewards)):
@@ -237,6 +333,15 @@ def read_flat(path, drop_unfinished=False):
     name = cols.get("env_name", attrs.get("env_name"))
     if name is not None:
         eps.env_name = str(np.asarray(name).item() if isinstance(name, np.ndarray) else name)
+    kw = cols.get("env_kwargs", attrs.get("env_kwargs"))
+    if kw is not None:
+        import json
+
+        try:
+            eps.env_kwargs = json.loads(str(np.asarray(kw).item()
+                                            if isinstance(kw, np.ndarray) else kw)) or None
+        except ValueError:
+            raise UserError(f"{path}: env_kwargs is not a JSON object")
     return eps
 
 
@@ -256,6 +361,10 @@ def write_flat(eps, path):
                 rewards=np.concatenate(eps.rewards), terminals=terminals, timeouts=timeouts)
     if eps.env_name:
         cols["env_name"] = np.array(eps.env_name)
+    if eps.env_kwargs:
+        import json
+
+        cols["env_kwargs"] = np.array(json.dumps(eps.env_kwargs, sort_keys=True))
     with atomic_write(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **cols)
@@ -279,9 +388,23 @@ def from_dataset(data, max_episode_steps=None):
         trunc = (lens >= max_episode_steps) if max_episode_steps else np.zeros(B, bool)
         term = ~trunc
     final = extra.get("obs_final_B_Do")
+    from imitation.envs import parse_env_kwargs
+
     return Episodes(obs, acts, rews, term, trunc,
                     None if final is None else list(final), data.env_name,
-                    source=f"dataset:{os.path.abspath(data.path)}")
+                    source=f"dataset:{os.path.abspath(data.path)}",
+                    env_kwargs=parse_env_kwargs(data.attrs.get("env_kwargs")) or None)
+
+
+def match_action_kind(eps, discrete):
+    """Make the episodes' actions fit an environment whose actions are `discrete` or not: a
+    flat file's whole-number float actions of one dimension become indices for a Discrete
+    environment (other floats stay, and `check_fits_env` says they do not fit)."""
+    a0 = eps.actions[0]
+    if (discrete and np.issubdtype(a0.dtype, np.floating) and a0.shape[1] == 1
+            and all(np.all(a == np.round(a)) for a in eps.actions)):
+        eps.actions = [a.astype(np.int64) for a in eps.actions]
+    return eps
 
 
 def to_expert_data(eps):
@@ -309,8 +432,10 @@ def to_expert_data(eps):
              "truncated_B": np.asarray(eps.truncated, bool)}
     if eps.obs_final is not None:
         extra["obs_final_B_Do"] = np.stack(eps.obs_final)
-    return ExpertData(obs, a, r, lens, {"env_name": eps.env_name, "source": eps.source},
-                      eps.source, extra)
+    attrs = {"env_name": eps.env_name, "source": eps.source}
+    if eps.env_kwargs:
+        attrs["env_kwargs"] = eps.env_kwargs
+    return ExpertData(obs, a, r, lens, attrs, eps.source, extra)
 
 
 def write_dataset(data, path, attrs=None):
@@ -322,14 +447,30 @@ def write_dataset(data, path, attrs=None):
                  {**data.attrs, **(attrs or {})}, data.extra)
 
 
-def check_fits_env(data, env_name):
+def env_has_discrete_actions(env_name, env_kwargs=None):
+    """Whether the environment's actions are discrete (UserError when it cannot be made)."""
+    from imitation.envs import GymMDP
+    from imitation.errors import EnvError
+    from policyopt import FiniteSpace
+
+    try:
+        mdp = GymMDP(env_name, num_workers=0, env_kwargs=env_kwargs)
+    except EnvError as e:
+        raise UserError(str(e))
+    try:
+        return isinstance(mdp.action_space, FiniteSpace)
+    finally:
+        mdp.close()
+
+
+def check_fits_env(data, env_name, env_kwargs=None):
     """UserError when a dataset's sizes do not fit the environment's spaces."""
     from imitation.data import check_fits_mdp
     from imitation.envs import GymMDP
     from imitation.errors import EnvError
 
     try:
-        mdp = GymMDP(env_name, num_workers=1)
+        mdp = GymMDP(env_name, num_workers=1, env_kwargs=env_kwargs)
     except EnvError as e:
         raise UserError(str(e))
     try:

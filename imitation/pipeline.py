@@ -25,8 +25,6 @@ from imitation.errors import UserError
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC_DIR = os.path.join(REPO_ROOT, "imitation", "pipelines")
 OWN_EXPERTS_DIR = os.path.join(REPO_ROOT, "expert_trajs", "policies")
-ORIGINAL_EXPERTS_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared",
-                                                     "expert_policies"))
 PHASES = ("0_sampletrajs", "1_train", "2_eval", "3_report")
 # 2_eval's table: the published tables' columns, then the evaluated snapshot and the stochastic
 # evaluation the published protocol did not make.
@@ -142,8 +140,10 @@ def make_client(scheduler=None, cluster=None, n_workers=None, cluster_jobs=1,
         return Client(c)
     from imitation.sampler import default_num_workers
 
+    # The scheduler's HTTP server starts whatever dashboard_address says (None means
+    # ":8787", and a warning when another cluster holds that port): any free port, quietly.
     lc = LocalCluster(n_workers=n_workers or default_num_workers(), threads_per_worker=1,
-                      processes=True, dashboard_address=None)
+                      processes=True, dashboard_address=":0")
     return Client(lc)
 
 
@@ -345,20 +345,33 @@ class Pipeline:
         if algs and len(self.algs) != len(set(algs)):
             raise UserError(f"--algs: unknown algorithm in {algs} (spec has "
                             f"{', '.join(spec.algorithms)})")
+        self.experts = experts
         if experts == "original":
-            self.experts_dir, self.own = ORIGINAL_EXPERTS_DIR, False
+            # resolved when a phase needs them (0_sampletrajs, 2_eval's random policies'
+            # environments do not): a clone without them can still train on sampled datasets
+            self.experts_dir, self.own = None, False
         elif experts == "own":
             self.experts_dir, self.own = OWN_EXPERTS_DIR, True
         else:
-            self.experts_dir, self.own = experts, None
-        if not os.path.isdir(self.experts_dir):
-            raise UserError(f"experts directory {self.experts_dir} does not exist")
+            self.experts_dir, self.own = os.path.abspath(experts), None
+            if not os.path.isdir(self.experts_dir):
+                raise UserError(f"experts directory {experts} does not exist (--experts "
+                                "original, own, or a directory)")
+        # Absolute: the jobs run with the repository as their working directory.
+        self.out_dir = out_dir = os.path.abspath(out_dir)
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise UserError(f"--out {out_dir} exists and is not a directory")
         try:
             os.makedirs(out_dir, exist_ok=True)
         except OSError as e:
             raise UserError(f"--out {out_dir}: cannot create the directory ({e.strerror})")
+        if not os.access(out_dir, os.W_OK | os.X_OK):
+            raise UserError(f"--out {out_dir}: the directory is not writable")
+        from imitation import locks
+
+        # one pipeline per output directory: two would train the same jobs into the same logs
+        locks.lock_output(out_dir, "--out")
+        locks.remove_stale_temporaries(os.path.join(out_dir, "results.h5"))
 
     # paths
     def data_path(self, task):
@@ -371,14 +384,60 @@ class Pipeline:
     def results_path(self):
         return os.path.join(self.out_dir, "results.h5")
 
+    def original_experts_dir(self):
+        """The directory of the original experts (`imitation.original_experts`), or a
+        UserError that says how to get them."""
+        if self.experts_dir is None:
+            from imitation.original_experts import require_experts_dir
+
+            self.experts_dir = os.path.abspath(require_experts_dir())
+        return self.experts_dir
+
+    def _uses_own_expert(self, task):
+        if self.own is None:  # a directory: the task's own expert when it holds that file
+            return bool(task.own_expert) and os.path.exists(
+                os.path.join(self.experts_dir, task.own_expert.split(".h5")[0] + ".h5"))
+        return self.own
+
+    def env_of(self, task):
+        """The environment the task's expert (and so its dataset) runs in."""
+        return (task.own_env or task.env) if self._uses_own_expert(task) else task.env
+
     def expert_of(self, task):
         """(policy string, env name) for the task under the chosen experts."""
-        if self.own or (self.own is None and task.own_expert and os.path.exists(
-                os.path.join(self.experts_dir, task.own_expert.split(".h5")[0] + ".h5"))):
+        if self._uses_own_expert(task):
             if not task.own_expert:
                 raise UserError(f"task {task.name} names no own_expert")
-            return os.path.join(self.experts_dir, task.own_expert), task.own_env or task.env
-        return os.path.join(self.experts_dir, task.expert), task.env
+            return os.path.join(self.experts_dir, task.own_expert), self.env_of(task)
+        return os.path.join(self.original_experts_dir(), task.expert), task.env
+
+    def check_inputs(self, phases, partial=False):
+        """Before the first job of `phases` starts: every input they will read that no earlier
+        phase in `phases` writes is there (the experts of datasets still to sample, datasets,
+        the published table), so a run does not stop with a missing file hours in."""
+        if "0_sampletrajs" in phases:
+            for task in self.tasks:
+                if os.path.exists(self.data_path(task)):
+                    continue
+                policy, _ = self.expert_of(task)
+                path = policy.split(".h5")[0] + ".h5"
+                if not os.path.isfile(path):
+                    hint = ""
+                    if not self._uses_own_expert(task):
+                        from imitation.original_experts import HOW_TO_GET
+                        hint = f" ({HOW_TO_GET})"
+                    raise UserError(f"task {task.name}: expert policy {path} not found{hint}")
+        elif {"1_train", "2_eval"} & set(phases):
+            for task in self.tasks:
+                if not os.path.exists(self.data_path(task)):
+                    raise UserError(f"{self.data_path(task)} is missing: run phase "
+                                    "0_sampletrajs first")
+        if "3_report" in phases:
+            from imitation import published as pub
+
+            pub.load_published(self.published)
+            if "2_eval" not in phases and not os.path.exists(self.results_path):
+                raise UserError(f"{self.results_path} is missing: run phase 2_eval first")
 
     @property
     def client(self):
@@ -498,8 +557,7 @@ class Pipeline:
         if missing:
             print(f"2_eval: leaving out {len(missing)} unfinished runs", file=sys.stderr)
         for task in self.tasks:
-            _, env = self.expert_of(task)
-            jobs.append(dict(task=task.name, random=True, env=env,
+            jobs.append(dict(task=task.name, random=True, env=self.env_of(task),
                              num_trajs=self.spec.eval_num_trajs, seed=20_000,
                              cache=os.path.join(self.out_dir, "evals", task.name,
                                                 "random.json")))

@@ -1,7 +1,10 @@
 """The published GAIL results (Ho & Ermon 2016) and the comparison with the project's own.
 
-`../shared/published/gail_published_results.csv` has one row per task x algorithm x dataset size
-x run: the mean/std of that run's evaluation returns and the expert's. Scores are normalized as in
+`imitation/reference/gail_published_results.csv`, shipped with the package (the regression is
+made of it), has one row per suite x task x algorithm x dataset size x run: the mean/std of that
+run's evaluation returns and the expert's, read from the original repository's
+``results/*_results.h5`` tables (openai/imitation at the commit `imitation.original_experts`
+pins). Scores are normalized as in
 the paper's Figure 1: (return - random) / (expert - random), with the random policy's return
 measured by the project (the published tables do not record it).
 """
@@ -18,28 +21,32 @@ ALG_ORDER = ("bclone", "fem", "simplex", "ga", "ga_entreg0", "ga_entreg-1", "ga_
 
 
 def default_published_csv():
-    """../shared/published/gail_published_results.csv next to the repository, if present."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.normpath(os.path.join(here, "..", "shared", "published",
-                                         "gail_published_results.csv"))
+    """The published results table shipped inside the package."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference",
+                        "gail_published_results.csv")
 
 
 def load_published(path=None):
     """The published per-run summary as a pandas DataFrame."""
     import pandas as pd
 
-    path = path or default_published_csv()
-    if not os.path.exists(path):
-        from imitation.errors import UserError
+    from imitation.errors import UserError
 
+    path = path or default_published_csv()
+    if not os.path.isfile(path):
         raise UserError(f"published results {path} not found (pass --published PATH)")
-    df = pd.read_csv(path)
+    try:
+        df = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, OSError) as e:
+        raise UserError(f"--published {path} is not a readable CSV table "
+                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
     need = {"task", "alg", "num_trajs", "run", "alg_return_mean", "expert_return_mean"}
     missing = need - set(df.columns)
     if missing:
-        from imitation.errors import UserError
-
         raise UserError(f"{path} lacks columns {', '.join(sorted(missing))}")
+    for col in ("num_trajs", "run", "alg_return_mean", "expert_return_mean"):
+        if not pd.api.types.is_numeric_dtype(df[col]):
+            raise UserError(f"{path}: column {col} is not numeric")
     return df
 
 
@@ -161,8 +168,11 @@ def format_table(table):
             ratio, within = f"{r.ratio_to_pub:.3f}", "yes" if r.within else "NO"
             if r.test == "ratio":          # one run on each side: nothing to test
                 within = "-"
+        # one run has no spread over runs: no "± 0.0"
+        ours = (f"{r.ours_mean:9.1f} ± {r.ours_std:7.1f}" if r.ours_runs > 1
+                else f"{r.ours_mean:9.1f}{'':10}")
         lines.append(f"{r.task:<12}{r.alg:<12}{r.num_trajs:>4}{r.ours_runs:>5}  "
-                     f"{r.ours_mean:9.1f} ± {r.ours_std:7.1f}  {ci:>19}  {_num(r.ours_iqm)}  "
+                     f"{ours}  {ci:>19}  {_num(r.ours_iqm)}  "
                      f"{_num(r.ours_stoch_mean, '10.1f')}  {pub:>17}{pruns:>5}  "
                      f"{r.ours_norm:9.3f}  {r.pub_norm:8.3f}  {ratio:>8}  {test:>6}  "
                      f"{within:>6}")

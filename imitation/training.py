@@ -167,24 +167,31 @@ class TrainingLog:
             return
         import os
 
-        import h5py
 
-        os.makedirs(os.path.dirname(os.path.abspath(self.filename)), exist_ok=True)
-        with util.atomic_write(self.filename, copy_existing=True) as tmp:
-            with h5py.File(tmp, "a") as f:
-                if self.pending:
-                    self._append_rows(f)
-                f.attrs["args"] = json.dumps(self.attrs, sort_keys=True, indent=1, default=str)
-                f.attrs["finished"] = int(finished)
-                f.attrs["versions"] = _appended_versions(f.attrs, self.versions)
-                if snapshot_iter is not None:
-                    key = f"snapshots/iter{snapshot_iter:07d}"
-                    if key in f:
-                        del f[key]
-                    for m in models:
-                        m.save_h5(f, key)
-                if extra is not None:
-                    extra(f)
+        def fill(f):
+            if self.pending:
+                self._append_rows(f)
+            f.attrs["args"] = json.dumps(self.attrs, sort_keys=True, indent=1, default=str)
+            f.attrs["finished"] = int(finished)
+            f.attrs["versions"] = _appended_versions(f.attrs, self.versions)
+            if snapshot_iter is not None:
+                key = f"snapshots/iter{snapshot_iter:07d}"
+                if key in f:
+                    del f[key]
+                for m in models:
+                    m.save_h5(f, key)
+            if extra is not None:
+                extra(f)
+
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.filename)), exist_ok=True)
+            util.write_h5_atomic(self.filename, fill, copy_existing=True)
+        except OSError as e:  # a full disk, a file-size limit, a directory made read-only
+            n = self.rows_written() if os.path.exists(self.filename) else 0
+            kept = (f"it keeps its last save ({n} iteration{'s' if n != 1 else ''})"
+                    if os.path.exists(self.filename) else "nothing was saved")
+            raise UserError(f"cannot write the log {self.filename} "
+                            f"({e.strerror or type(e).__name__}); {kept}")
         self.pending = []
 
     def rows_written(self):
@@ -298,11 +305,14 @@ class RunState:
     Adam moments and step counters), the random generator's state, and counters of the
     optimizer (its iteration). Restoring it continues the same training, not a new one."""
 
-    def __init__(self, models, shared_vars=(), rng=None, counters=None):
+    def __init__(self, models, shared_vars=(), rng=None, counters=None, fingerprints=None):
         self.models = list(models)
         self.shared_vars = list(shared_vars)
         self.rng = rng
         self.counters = counters or {}  # name -> (object, attribute)
+        # input name -> SHA-256 of the file the run reads (its dataset): a resume on a
+        # changed file is refused
+        self.fingerprints = dict(fingerprints or {})
 
     def write(self, h5file, iteration):
         import json
@@ -319,6 +329,7 @@ class RunState:
             g.attrs["rng"] = json.dumps(self.rng.bit_generator.state)
         g.attrs["counters"] = json.dumps({k: getattr(o, a) for k, (o, a)
                                           in self.counters.items()})
+        g.attrs["fingerprints"] = json.dumps(self.fingerprints, sort_keys=True)
 
     def saver(self, iteration_fn):
         """An `extra_state` callback for train_loop (iteration_fn() = last finished iter)."""
@@ -337,6 +348,13 @@ class RunState:
             if "resume" not in f:
                 raise UserError(f"{path} holds no resume state (written by an older version?)")
             g = f["resume"]
+            stored = json.loads(g.attrs.get("fingerprints", "{}"))
+            for name, sha in stored.items():  # logs written before fingerprints have none
+                if name in self.fingerprints and self.fingerprints[name] != sha:
+                    raise UserError(f"--resume: the {name} file differs from the one {path} "
+                                    f"was trained on (SHA-256 {self.fingerprints[name][:12]}"
+                                    f"... now, {sha[:12]}... then): resuming would continue "
+                                    "on other data")
             try:
                 for m in self.models:
                     m.load_h5(g, "models")

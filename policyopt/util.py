@@ -117,3 +117,28 @@ def atomic_write(path, copy_existing=False):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_h5_atomic(path, fill, copy_existing=False):
+    """Build an HDF5 file in memory, `fill(h5file)`, then replace `path` with it atomically.
+
+    With `copy_existing` the file starts as `path`'s contents (to append to it). HDF5 never
+    writes to disk itself: a full disk or a file-size limit surfaces as an OSError from one
+    plain write, with `path` untouched, instead of errors inside the HDF5 library (which, on a
+    full disk, can end in a crash when the half-written file is closed)."""
+    import io
+
+    import h5py
+
+    buf = io.BytesIO()
+    mode = "w"
+    if copy_existing and os.path.exists(path):
+        with open(path, "rb") as f:
+            buf.write(f.read())
+        buf.seek(0)
+        mode = "a"
+    with h5py.File(buf, mode) as f:
+        fill(f)
+    with atomic_write(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())

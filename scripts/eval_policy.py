@@ -41,18 +41,24 @@ def main(argv=None):
     cli.setup_backend(args)
     import numpy as np
 
-    from imitation.envs import GymMDP
+    from imitation.envs import GymMDP, parse_env_kwargs
     from imitation.snapshots import check_policy_fits, load_policy_for_env, policy_summary
     from policyopt import SimConfig
 
     policy, key, run_args, env_name = load_policy_for_env(args.policy, args.env_name)
-    env_kwargs = args.env_kwargs or (None if args.env_name else run_args.get("env_kwargs"))
+    # --env_kwargs is merged over the run's own (kept unless --env_name names another env)
+    try:
+        env_kwargs = {**parse_env_kwargs(None if args.env_name else run_args.get("env_kwargs")),
+                      **parse_env_kwargs(args.env_kwargs)}
+    except cli.EnvError as e:
+        raise cli.UserError(f"--env_kwargs: {e}")
     mdp = GymMDP(env_name, obs_adapter=args.obs_adapter, max_traj_len=args.max_traj_len,
                  num_workers=args.num_workers, env_kwargs=env_kwargs)
     check_policy_fits(policy, mdp)
     if not args.quiet:
         adapter = f" with adapter {mdp.spec.adapter.name}" if mdp.spec.adapter else ""
-        print(f"{policy_summary(policy)}; {key}; {mdp.spec.gym_id}{adapter}", flush=True)
+        made = f" made with {env_kwargs}" if env_kwargs else ""
+        print(f"{policy_summary(policy)}; {key}; {mdp.spec.gym_id}{adapter}{made}", flush=True)
     rng = np.random.default_rng(args.seed)
     batch = mdp.sim_mp(policy, None, SimConfig(min_num_trajs=args.num_trajs, min_total_sa=-1),
                        rng, deterministic=args.deterministic,

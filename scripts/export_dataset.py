@@ -35,7 +35,11 @@ def main(argv=None):
         raise cli.UserError("nothing to write: pass --minari ID and/or --npz FILE")
     if args.npz and os.path.exists(args.npz) and not args.force:
         raise cli.UserError(f"--npz {args.npz} already exists (pass --force to overwrite)")
+    if args.npz:
+        cli.check_writable_output("--npz", args.npz)
     from imitation import interop
+    if args.minari:
+        interop.check_minari_id(args.minari)
     from imitation.data import load_dataset
     from imitation.envs import GymMDP
     from imitation.errors import EnvError

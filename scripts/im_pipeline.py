@@ -10,8 +10,11 @@
     python scripts/im_pipeline.py classic all               # all four in order
 
 SPEC is a YAML file or the name of one in imitation/pipelines (classic, mujoco, smoke).
---experts original (../shared/expert_policies, default), own (expert_trajs/policies: the
-project's own experts) or a directory. Jobs run on a dask LocalCluster (one worker per core),
+--experts original (default): the original authors' experts, from $POLICYOPT_EXPERTS_DIR,
+../shared/expert_policies beside the repository, or where `scripts/fetch_experts.py` put them
+(~/.cache/policyopt/expert_policies); own: the project's own experts (expert_trajs/policies,
+nothing to fetch); or a directory. The published results the report compares with ship with the
+package (imitation/reference/). Jobs run on a dask LocalCluster (one worker per core),
 an existing scheduler (--scheduler tcp://HOST:PORT), or PBS/SLURM (--cluster pbs|slurm, needs
 dask-jobqueue). Finished jobs are skipped, so an interrupted phase can be re-run.
 """
@@ -33,8 +36,8 @@ def build_parser():
     p.add_argument("--out", default=None,
                    help="output directory (default: runs/<suite>_<experts>)")
     p.add_argument("--published", default=None,
-                   help="published results CSV (default: ../shared/published/"
-                        "gail_published_results.csv)")
+                   help="published results CSV (default: the table shipped in "
+                        "imitation/reference/)")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the spec's tasks")
     p.add_argument("--algs", default=None, help="comma-separated subset of the algorithms")
     p.add_argument("--runs", type=cli.positive_int, default=None,
@@ -82,7 +85,7 @@ def main(argv=None):
     if args.full_length_only:
         spec.full_length_only = True
     experts_tag = args.experts if args.experts in ("original", "own") else "custom"
-    out = args.out or os.path.join("runs", f"{spec.suite}_{experts_tag}")
+    out = os.path.abspath(args.out or os.path.join("runs", f"{spec.suite}_{experts_tag}"))
     client_kwargs = dict(scheduler=args.scheduler, cluster=args.cluster,
                          n_workers=args.n_workers, cluster_jobs=args.cluster_jobs,
                          cluster_kwargs=dict(queue=args.cluster_queue,
@@ -93,6 +96,7 @@ def main(argv=None):
                     tasks=args.tasks.split(",") if args.tasks else None,
                     algs=args.algs.split(",") if args.algs else None)
     phases = PHASES[:-1] if args.phase == "all" else (args.phase,)
+    pipe.check_inputs(phases)
     try:
         for phase in phases:
             print(f"=== {phase} ({spec.suite}, experts: {args.experts}) -> {out}", flush=True)

@@ -102,6 +102,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cli.require_unless_resume(parser, args, "mode", "data")
     cli.check_log_path(args.log, resume=args.resume)
+    if args.tensorboard:
+        cli.check_writable_output("--tensorboard", args.tensorboard, directory=True,
+                                  create_parents=True)
     if args.resume:
         cli.restore_args(args, parser, argv)
     cli.setup_backend(args)

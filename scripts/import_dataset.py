@@ -27,6 +27,13 @@ def build_parser():
     p.add_argument("--out", required=True, help="dataset file to write (must not exist)")
     p.add_argument("--env_name", default=None,
                    help="the environment the data comes from (default: the source's own)")
+    p.add_argument("--env_kwargs", default=None, metavar="JSON",
+                   help="keyword arguments the environment was made with (gymnasium.make), a "
+                        "JSON object merged over the source's own, e.g. '{\"g\": 2.0}'; "
+                        "stored in the dataset, so training builds the same environment")
+    p.add_argument("--data_subsamp_freq", type=cli.positive_int, default=None,
+                   help="store the subsampling frequency training uses by default (without it "
+                        "training keeps every 20th pair, the paper's MuJoCo setting)")
     p.add_argument("--drop_unfinished", action="store_true",
                    help="flat files: drop a last episode that ends by neither a terminal nor a "
                         "timeout flag (D4RL files often end mid-episode)")
@@ -38,26 +45,41 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if os.path.exists(args.out) and not args.force:
         raise cli.UserError(f"--out {args.out} already exists (pass --force to overwrite)")
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(out_dir):
-        raise cli.UserError(f"--out {args.out}: directory {out_dir} does not exist")
+    cli.check_writable_output("--out", args.out)
     from imitation import interop
     from imitation.data import command_line
+    from imitation.envs import parse_env_kwargs
+
+    try:
+        given_kwargs = parse_env_kwargs(args.env_kwargs)
+    except cli.EnvError as e:
+        raise cli.UserError(f"--env_kwargs: {e}")
 
     if os.path.splitext(args.source)[1].lower() in (".npz", ".hdf5", ".h5"):
         eps = interop.read_flat(args.source, drop_unfinished=args.drop_unfinished)
     else:
         eps = interop.read_minari(args.source)
+    if args.env_name and args.env_name != eps.env_name:
+        eps.env_kwargs = None  # the source's kwargs belong to its own environment
     eps.env_name = args.env_name or eps.env_name
     if not eps.env_name:
         raise cli.UserError(f"{args.source} does not say which environment it comes from: "
                             "pass --env_name")
+    eps.env_kwargs = {**(eps.env_kwargs or {}), **given_kwargs} or None
+    interop.match_action_kind(eps, interop.env_has_discrete_actions(eps.env_name,
+                                                                   eps.env_kwargs))
     data = interop.to_expert_data(eps)
-    interop.check_fits_env(data, eps.env_name)
-    interop.write_dataset(data, args.out, {"command": command_line()})
+    interop.check_fits_env(data, eps.env_name, eps.env_kwargs)
+    interop.write_dataset(data, args.out, {"command": command_line(),
+                                           "data_subsamp_freq": args.data_subsamp_freq})
     n = sum(len(r) for r in eps.rewards)
-    print(f"{args.out}: {len(eps)} episodes, {n} steps of {eps.env_name} from {eps.source} "
+    kw = f" made with {eps.env_kwargs}" if eps.env_kwargs else ""
+    print(f"{args.out}: {len(eps)} episodes, {n} steps of {eps.env_name}{kw} from {eps.source} "
           f"({int(eps.terminated.sum())} terminated, {int(eps.truncated.sum())} truncated)")
+    if args.data_subsamp_freq is None:
+        print("note: training keeps every 20th pair of these episodes by default (the paper's "
+              "MuJoCo setting); pass --data_subsamp_freq to imitate_mj.py, or store another "
+              "default with import_dataset.py --data_subsamp_freq N")
 
 
 if __name__ == "__main__":

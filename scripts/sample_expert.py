@@ -43,9 +43,7 @@ def main(argv=None):
     cli.setup_backend(args)
     if os.path.exists(args.out) and not args.force:
         raise cli.UserError(f"--out {args.out} already exists (pass --force to overwrite)")
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(out_dir):
-        raise cli.UserError(f"--out {args.out}: directory {out_dir} does not exist")
+    cli.check_writable_output("--out", args.out)
     from imitation.experts import sample_dataset
 
     sample_dataset(args.policy, args.out, args.num_trajs, env_name=args.env_name,

@@ -54,6 +54,21 @@ def build_parser():
     return p
 
 
+def expert_return(args):
+    """The mean return of the expert trajectories an imitation run trained on (its dataset's
+    first `limit_trajs`), or None: an RL log, or a dataset no longer at its path."""
+    data = args.get("data")
+    if not data or not os.path.exists(data):
+        return None
+    from imitation.data import load_dataset
+
+    try:
+        d = load_dataset(data)
+    except cli.UserError:
+        return None
+    return float(d.returns_B[:args.get("limit_trajs") or d.num_trajs].mean())
+
+
 class Log:
     """The `log` table of one file as a dict of column arrays, and its label."""
 
@@ -74,6 +89,7 @@ class Log:
                 self.columns[name] = np.asarray(col, dtype=np.float64)
         self.nrows = len(rows)
         self.x = self.columns.get("iter", np.arange(self.nrows, dtype=np.float64))
+        self.expert_return = expert_return(run.args)
 
     def column(self, field):
         """The values of `field` (or of its alias), or None when the log lacks it."""
@@ -177,6 +193,7 @@ def plot(logs, panels, out, fmt, n_smooth):
                                                                  for f in fields) for lg in logs)
         ax_bc = ax0.twiny() if bc_here else ax0
         used = []  # the column names actually drawn (trueret and/or ret)
+        expert_drawn = False
         for i, lg in enumerate(logs):
             ax = ax_bc if lg.bclone else ax0
             color = colors[i % len(colors)]
@@ -194,6 +211,12 @@ def plot(logs, panels, out, fmt, n_smooth):
                 if std is not None and n_smooth <= 1:
                     ax.fill_between(lg.x, y - std, y + std, color=color, alpha=0.15,
                                     linewidth=0)
+                if f in ALIASES["trueret"] and lg.expert_return is not None:
+                    ax.axhline(lg.expert_return, color=color, linestyle=":", linewidth=1,
+                               label=f"{lg.label}: expert data ({lg.expert_return:.1f})"
+                               if len(logs) > 1 else
+                               f"expert data ({lg.expert_return:.1f})")
+                    expert_drawn = True
         ax0.set_title(title if used == [title] else f"{title} ({', '.join(used or fields)})",
                       fontsize=10)
         only_bc = all(lg.bclone for lg in logs)
@@ -202,7 +225,7 @@ def plot(logs, panels, out, fmt, n_smooth):
             ax_bc.set_xlabel("Adam steps (behavioural cloning)", fontsize=8)
         ax0.grid(alpha=0.3)
         lines = ax0.lines + (ax_bc.lines if bc_here else [])
-        if lines and (len(logs) > 1 or len(fields) > 1):
+        if lines and (len(logs) > 1 or len(fields) > 1 or expert_drawn):
             ax0.legend(lines, [ln.get_label() for ln in lines], fontsize=8)
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -215,11 +238,7 @@ def plot(logs, panels, out, fmt, n_smooth):
 def check_output_path(flag, out, logs):
     """UserError unless `out` can be written: its directory exists, it is not a directory, and
     it is none of the input `logs` (by path or as the same file)."""
-    out_dir = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(out_dir):
-        raise cli.UserError(f"{flag} {out}: directory {out_dir} does not exist")
-    if os.path.isdir(out):
-        raise cli.UserError(f"{flag} {out} is a directory")
+    cli.check_writable_output(flag, out)
     for p in logs:
         if os.path.abspath(p) == os.path.abspath(out) or (
                 os.path.exists(p) and os.path.exists(out) and os.path.samefile(p, out)):

@@ -60,11 +60,7 @@ def check_output(args, policy_path):
     ext = os.path.splitext(out)[1].lower()
     if ext not in FORMATS:
         raise cli.UserError(f"--out {out}: the extension must be .mp4 or .gif")
-    out_dir = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(out_dir):
-        raise cli.UserError(f"--out {out}: directory {out_dir} does not exist")
-    if os.path.isdir(out):
-        raise cli.UserError(f"--out {out} is a directory")
+    cli.check_writable_output("--out", out)
     if os.path.abspath(out) == os.path.abspath(policy_path) or (
             os.path.exists(out) and os.path.exists(policy_path)
             and os.path.samefile(out, policy_path)):

@@ -21,9 +21,9 @@ CARTPOLE = os.path.join(REPO, "expert_trajs", "cartpole.h5")
 TIMINGS = {"tsamp", "tadv", "tstep", "treward", "tvf", "ttotal"}
 
 
-def _script(name, *argv):
+def _script(name, *argv, cwd=REPO):
     res = subprocess.run([sys.executable, os.path.join(REPO, "scripts", name), *map(str, argv)],
-                         capture_output=True, text=True, cwd=REPO, timeout=600)
+                         capture_output=True, text=True, cwd=cwd, timeout=600)
     assert res.returncode == 0, res.stderr
     return res
 
@@ -134,4 +134,19 @@ def test_a_finished_run_closes_with_a_summary_whose_commands_work(tmp_path):
                                               "--max_iter 5")
     no_log = _script("run_rl_mj.py", "--env_name", "CartPole-v1", "--min_total_sa", 300,
                      "--tiny_policy", "--num_workers", 0, "--max_iter", 1).stdout
-    assert no_log.strip().splitlines()[-1] == "no --log: nothing was saved"
+    assert no_log.strip().splitlines()[-1].startswith(
+        "no --log: nothing was saved (rerun with --log FILE to keep")
+
+
+def test_the_closing_summary_commands_work_from_another_directory(tmp_path):
+    """Run from outside the repository with a relative --log, the summary names the scripts
+    by absolute path, and its evaluate command runs there."""
+    out = _script("run_rl_mj.py", "--env_name", "CartPole-v1", "--min_total_sa", 300,
+                  "--tiny_policy", "--num_workers", 0, "--max_iter", 2, "--log", "rel.h5",
+                  cwd=tmp_path).stdout
+    lines = out.strip().splitlines()[-5:]
+    evaluate = lines[2].split("evaluate: ")[1].split()
+    assert evaluate[:3] == ["python", os.path.join(REPO, "scripts", "eval_policy.py"), "rel.h5"]
+    res = subprocess.run([sys.executable, *evaluate[1:], "--num_trajs", "2", "--num_workers",
+                          "0"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr

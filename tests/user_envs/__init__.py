@@ -27,3 +27,20 @@ class LineEnv(gym.Env):
 
 
 gym.register("UserLine-v0", entry_point="user_envs:LineEnv", max_episode_steps=25)
+
+
+class NanLineEnv(LineEnv):
+    """LineEnv whose observations turn NaN from the third step on: a broken user environment
+    (a one-step probe passes; sampling must catch it)."""
+
+    def reset(self, seed=None, options=None):
+        self.t = 0
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.t += 1
+        obs, r, term, trunc, info = super().step(action)
+        return (obs * np.nan if self.t >= 3 else obs), r, term, trunc, info
+
+
+gym.register("NanLine-v0", entry_point="user_envs:NanLineEnv", max_episode_steps=25)
