@@ -276,7 +276,8 @@ class LinearReward(nn.Model):
 
 class BehavioralCloningOptimizer:
     """Supervised learning of the policy on expert pairs: 70/30 train/validation split,
-    Adam (lr 1e-3) on -mean log pi(a|s) over minibatches of 128. Every `eval_freq` steps:
+    Adam (lr 1e-3) on -mean log pi(a|s) over minibatches of 128 pairs drawn with replacement
+    (as the original, also when fewer than 128 training pairs exist). Every `eval_freq` steps:
     validation loss, validation accuracy (as the original: -NLL for discrete actions, -squared
     error of the mean action for continuous ones), and rollouts for the true return."""
 
@@ -297,7 +298,10 @@ class BehavioralCloningOptimizer:
     def step(self):
         """One Adam step on a random minibatch; returns the minibatch loss."""
         n = len(self.train_obs)
-        idx = self.rng.choice(n, size=min(self.batch_size, n), replace=False)
+        # With replacement, as the original (np.random.choice(n, size=128)): on a small
+        # dataset every minibatch is a different resample, not the whole training set, which
+        # overfits noisy labels sooner.
+        idx = self.rng.choice(n, size=self.batch_size, replace=True)
         loss = self.step_fn(np.asarray(self.train_obs[idx], dtype=floatX),
                             self.policy.cast_actions(self.train_a[idx]))
         self.total_steps += 1

@@ -538,6 +538,31 @@ def test_bclone_validation_accuracy_continuous_is_minus_squared_error_of_the_mea
     assert acc > 0.2 * acc0  # the error of the mean action fell by more than 5x
 
 
+def test_bclone_minibatches_are_drawn_with_replacement_as_the_original():
+    """The original drew np.random.choice(n, size=128): 128 pairs with replacement, also from
+    a training set smaller than 128, so a minibatch repeats pairs unevenly (and, from 100
+    pairs, leaves about (99/100)^128 = 28% of them out) instead of being the whole set."""
+    for n_pairs, n_train in ((20, 14), (143, 100)):
+        rng = np.random.default_rng(0)
+        obs = rng.normal(size=(n_pairs, 3))
+        acts = rng.normal(size=(n_pairs, 2))
+        policy = rl.GaussianPolicy(TINY, ContinuousSpace(3), ContinuousSpace(2))
+        opt = imitation.BehavioralCloningOptimizer(
+            None, policy, lr=1e-3, batch_size=128, obsfeat_fn=None, ex_obs=obs, ex_a=acts,
+            eval_sim_cfg=None, eval_freq=100, train_frac=0.7, rng=np.random.default_rng(1))
+        assert len(opt.train_obs) == n_train
+        seen = []
+        opt.step_fn = lambda o, a, seen=seen: seen.append(o) or 0.
+        for _ in range(20):
+            opt.step()
+        assert all(len(o) == 128 for o in seen)
+        counts = [np.unique(o, axis=0, return_counts=True)[1] for o in seen]
+        assert all(c.max() > c.min() for c in counts)          # uneven repeats
+        if n_train == 100:
+            left_out = [n_train - len(c) for c in counts]
+            assert 15 <= np.mean(left_out) <= 40, left_out     # about 28 left out
+
+
 def test_imitate_bclone_end_to_end(cartpole_expert_data, tmp_path):
     log = tmp_path / "bc.h5"
     res = run_ok("imitate_mj", "--mode", "bclone", "--data", cartpole_expert_data,

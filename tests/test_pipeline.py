@@ -29,6 +29,11 @@ def test_specs_follow_the_protocol():
     assert set(classic.algorithms) == {"bclone", "ga", "fem", "simplex"}
     assert "301" in classic.algorithms["ga"] and "5000" in classic.algorithms["ga"]
     assert "1001" in classic.algorithms["bclone"]
+    # the original's classic flags: validation every 100 steps, one sampling process
+    bc = classic.algorithms["bclone"]
+    assert bc[bc.index("--bclone_eval_freq") + 1] == "100"
+    assert all(a[a.index("--sim_batch_size") + 1] == "1" for a in classic.algorithms.values())
+    assert classic.job_num_workers == 1
     mujoco = load_spec("mujoco")
     assert [t.name for t in mujoco.tasks] == ["hopper", "walker", "ant", "halfcheetah"]
     assert mujoco.num_trajs == [4, 11, 18, 25] and mujoco.full_num_trajs == 50
@@ -380,3 +385,25 @@ def test_evaluating_a_selection_keeps_the_other_cells_results(tmp_path):
     assert got == {("cartpole", "ga", 0): 9., ("cartpole", "bclone", 0): 3.,
                    ("hopper", "ga", 0): 4.}     # the old second GAIL run is gone
     assert dict(zip(random.task, random.return_mean)) == {"cartpole": 22., "hopper": 18.}
+
+
+@pytest.mark.parametrize("env_name", ["CartPole-v0", "Acrobot-v0"])
+def test_one_environment_per_worker_collects_as_the_original_classic_runs(env_name):
+    """The original's classic iterations (one sampling process): whole episodes, one after
+    another, until at least min_total_sa pairs; so the pairs before the last episode are
+    fewer than min_total_sa. `--sim_batch_size 1` with one worker (classic.yaml) does that."""
+    from imitation.envs import GymMDP
+    from imitation.experiment import make_policy
+    from policyopt import SimConfig, nn
+
+    mdp = GymMDP(env_name, num_workers=1)
+    try:
+        policy = make_policy(nn.TINY_HIDDEN_SPEC, mdp, enable_obsnorm=False)
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            batch = mdp.sim_mp(policy, None, SimConfig(min_total_sa=5000, batch_size=1), rng)
+            lengths = batch.obs.lengths
+            assert lengths.sum() >= 5000 > lengths[:-1].sum(), lengths
+            assert batch.num_sa == lengths.sum()
+    finally:
+        mdp.close()
