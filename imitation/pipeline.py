@@ -62,10 +62,19 @@ class Spec:
     path: str = ""
     extra: dict = field(default_factory=dict)
     runs_by_alg: dict = field(default_factory=dict)  # algorithm -> runs, overriding `runs`
+    run_ids: list = None          # explicit run indices (seeds) for every algorithm, if set
+    data_seed: int = 0            # 0_sampletrajs: the seed of the expert's rollouts
+    queue: list = field(default_factory=list)   # the `queue` phase's cells, in order
 
     def runs_of(self, alg):
         """Runs per task x dataset size for one algorithm."""
-        return self.runs_by_alg.get(alg, self.runs)
+        return len(self.run_ids) if self.run_ids is not None else \
+            self.runs_by_alg.get(alg, self.runs)
+
+    def run_ids_of(self, alg):
+        """The run indices (each run's --seed) of one algorithm: `run_ids` when set, else
+        0 .. runs_of(alg) - 1."""
+        return list(self.run_ids) if self.run_ids is not None else list(range(self.runs_of(alg)))
 
 
 def resolve_spec_path(spec):
@@ -104,7 +113,9 @@ def load_spec(spec):
                     deterministic_expert=bool(ds.get("deterministic_expert", False)),
                     full_length_only=bool(ds.get("full_length_only", False)),
                     job_num_workers=int(tr.get("job_num_workers", 1)), path=path,
-                    runs_by_alg={a: int(r) for a, r in (tr.get("runs_by_alg") or {}).items()})
+                    runs_by_alg={a: int(r) for a, r in (tr.get("runs_by_alg") or {}).items()},
+                    queue=[_queue_entry(path, i, e, tasks, algs)
+                           for i, e in enumerate(raw.get("queue") or [])])
         unknown = set(spec.runs_by_alg) - set(algs)
         if unknown:
             raise UserError(f"{path}: runs_by_alg names unknown algorithms {sorted(unknown)}")
@@ -115,6 +126,30 @@ def load_spec(spec):
     if max(spec.num_trajs) > spec.full_num_trajs:
         raise UserError(f"{path}: dataset sizes exceed full_num_trajs {spec.full_num_trajs}")
     return spec
+
+
+def _queue_entry(path, i, entry, tasks, algs):
+    """One cell group of a spec's `queue`: {tasks, algs, num_trajs, runs | run_ids}, checked
+    against the spec's tasks and algorithms."""
+    where = f"{path}: queue entry {i + 1}"
+    if not isinstance(entry, dict):
+        raise UserError(f"{where}: expected a mapping")
+    unknown = set(entry) - {"tasks", "algs", "num_trajs", "runs", "run_ids"}
+    if unknown:
+        raise UserError(f"{where}: unknown keys {sorted(unknown)}")
+    out = dict(tasks=list(entry.get("tasks") or [t.name for t in tasks]),
+               algs=list(entry.get("algs") or list(algs)),
+               num_trajs=[int(n) for n in entry.get("num_trajs") or []] or None,
+               run_ids=None)
+    if "run_ids" in entry:
+        out["run_ids"] = [int(r) for r in entry["run_ids"]]
+    elif "runs" in entry:
+        out["run_ids"] = list(range(int(entry["runs"])))
+    bad = [t for t in out["tasks"] if t not in {t.name for t in tasks}]
+    bad += [a for a in out["algs"] if a not in algs]
+    if bad:
+        raise UserError(f"{where}: unknown tasks or algorithms {bad}")
+    return out
 
 
 # ------------------------------------------------------------------------------ executors
@@ -467,20 +502,26 @@ class Pipeline:
                 continue
             policy, env = self.expert_of(task)
             sample_dataset(policy, out, self.spec.full_num_trajs, env_name=env,
-                               deterministic=self.spec.deterministic_expert, seed=0,
+                               deterministic=self.spec.deterministic_expert,
+                               seed=self.spec.data_seed,
                                data_subsamp_freq=task.data_subsamp_freq,
                                full_length_only=self.spec.full_length_only, verbose=False)
 
     def _check_dataset_setting(self, path):
         """An existing dataset is reused only when it was sampled with the same
-        full_length_only setting (older files without the attribute count as off)."""
+        full_length_only setting (older files without the attribute count as off) and the
+        same --data_seed (its `seed` attribute)."""
         import h5py
 
         with h5py.File(path, "r") as f:
             had = bool(f.attrs.get("full_length_only", 0))
+            seed = int(f.attrs.get("seed", 0))
         if had != self.spec.full_length_only:
             raise UserError(f"{path} was sampled with full_length_only={had}, the spec now says "
                             f"{self.spec.full_length_only}: use another --out")
+        if seed != self.spec.data_seed:
+            raise UserError(f"{path} was sampled with seed {seed}, not --data_seed "
+                            f"{self.spec.data_seed}: use another --out for another draw")
 
     def train_jobs(self):
         jobs = []
@@ -490,7 +531,7 @@ class Pipeline:
                 raise UserError(f"{data} is missing: run phase 0_sampletrajs first")
             for alg, alg_args in self.algs.items():
                 for n in self.spec.num_trajs:
-                    for run in range(self.spec.runs_of(alg)):
+                    for run in self.spec.run_ids_of(alg):
                         log = self.log_path(task, alg, n, run)
                         args = list(alg_args) + [
                             "--data", data, "--limit_trajs", str(n),
@@ -519,6 +560,36 @@ class Pipeline:
             raise UserError(f"{len(failed)} of {len(todo)} training jobs failed")
         return results
 
+    def run_queue(self):
+        """The `queue` phase: the spec's queue entries in order, each trained (finished runs
+        skipped, interrupted ones resumed), then evaluated (`2_eval --partial` over the
+        entry's cells) and reported, so every finished cell's artifacts are ready to commit
+        as soon as it is done. Run it again to continue."""
+        import dataclasses
+
+        if not self.spec.queue:
+            raise UserError(f"{self.spec.path} has no queue")
+        full_spec, full_tasks, full_algs = self.spec, self.tasks, self.algs
+        try:
+            for i, entry in enumerate(full_spec.queue):
+                self.spec = dataclasses.replace(
+                    full_spec, num_trajs=entry["num_trajs"] or full_spec.num_trajs,
+                    run_ids=entry["run_ids"] if entry["run_ids"] is not None
+                    else full_spec.run_ids)
+                self.tasks = [t for t in full_tasks if t.name in entry["tasks"]]
+                self.algs = {a: v for a, v in full_algs.items() if a in entry["algs"]}
+                if not self.tasks or not self.algs:
+                    continue  # outside this invocation's --tasks/--algs
+                what = (f"{','.join(t.name for t in self.tasks)} x {','.join(self.algs)} x "
+                        f"{self.spec.num_trajs} trajectories, runs "
+                        f"{self.spec.run_ids_of(next(iter(self.algs)))}")
+                print(f"=== queue {i + 1}/{len(full_spec.queue)}: {what}", flush=True)
+                self.train()
+                self.evaluate(partial=True)
+                self.report()
+        finally:
+            self.spec, self.tasks, self.algs = full_spec, full_tasks, full_algs
+
     def eval_cache_path(self, task, alg, n, run):
         return os.path.join(self.out_dir, "evals", task, f"{alg}_n{n}_run{run}.json")
 
@@ -540,7 +611,7 @@ class Pipeline:
         for task in self.tasks:
             for alg in self.algs:
                 for n in self.spec.num_trajs:
-                    for run in range(self.spec.runs_of(alg)):
+                    for run in self.spec.run_ids_of(alg):
                         log = self.log_path(task, alg, n, run)
                         if not log_is_finished(log):
                             missing.append(log)
@@ -612,6 +683,11 @@ class Pipeline:
         tasks = {t.name for t in self.tasks}
         selected = (old["task"].isin(tasks) & old["alg"].isin(list(self.algs))
                     & old["num_trajs"].isin(list(self.spec.num_trajs)))
+        if self.spec.run_ids is not None:
+            # explicit run indices (--run_ids, a queue entry's run_ids): the cell's other runs
+            # stay, e.g. a committed earlier run whose log is on another machine
+            selected &= np.array([r.run in self.spec.run_ids for r in old.itertuples()],
+                                 dtype=bool)
         kept = old[~selected]
         if len(kept):
             print(f"2_eval: keeping {len(kept)} results of cells outside this selection from "

@@ -8,6 +8,9 @@
                                                             # stochastically)
     python scripts/im_pipeline.py classic 3_report          # beside the published results
     python scripts/im_pipeline.py classic all               # all four in order
+    python scripts/im_pipeline.py mujoco queue              # the spec's queue of cells, in
+                                                            # order: each trained, evaluated
+                                                            # and reported as it finishes
 
 SPEC is a YAML file or the name of one in imitation/pipelines (classic, mujoco, smoke).
 --experts original (default): the original authors' experts, from $POLICYOPT_EXPERTS_DIR,
@@ -23,7 +26,7 @@ import os
 
 from imitation import cli
 
-PHASES = ("0_sampletrajs", "1_train", "2_eval", "3_report", "all")
+PHASES = ("0_sampletrajs", "1_train", "2_eval", "3_report", "all", "queue")
 
 
 def build_parser():
@@ -43,6 +46,12 @@ def build_parser():
     p.add_argument("--runs", type=cli.positive_int, default=None,
                    help="runs per setting for every algorithm (default: the spec's runs and "
                         "runs_by_alg)")
+    p.add_argument("--run_ids", default=None,
+                   help="comma-separated run indices (each run's --seed), e.g. 1,2: only these "
+                        "runs, for every algorithm")
+    p.add_argument("--data_seed", type=cli.nonneg_int, default=0,
+                   help="0_sampletrajs: seed of the expert's rollouts (default 0; another "
+                        "seed is another dataset draw: use its own --out)")
     p.add_argument("--num_trajs", default=None,
                    help="comma-separated subset of the spec's dataset sizes")
     p.add_argument("--full_length_only", action="store_true",
@@ -73,6 +82,14 @@ def main(argv=None):
     spec = load_spec(args.spec)
     if args.runs:
         spec.runs, spec.runs_by_alg = args.runs, {}
+    if args.run_ids:
+        try:
+            spec.run_ids = sorted({int(r) for r in args.run_ids.split(",")})
+        except ValueError:
+            raise cli.UserError(f"--run_ids {args.run_ids!r}: expected integers like 1,2")
+        if min(spec.run_ids) < 0:
+            raise cli.UserError("--run_ids must be >= 0")
+    spec.data_seed = args.data_seed
     if args.num_trajs:
         try:
             sizes = [int(n) for n in args.num_trajs.split(",")]
@@ -95,14 +112,17 @@ def main(argv=None):
                     client_kwargs=client_kwargs,
                     tasks=args.tasks.split(",") if args.tasks else None,
                     algs=args.algs.split(",") if args.algs else None)
-    phases = PHASES[:-1] if args.phase == "all" else (args.phase,)
+    phases = {"all": PHASES[:4], "queue": ("1_train", "2_eval", "3_report")}.get(
+        args.phase, (args.phase,))
     pipe.check_inputs(phases)
+    if args.phase == "queue":
+        phases = ("queue",)
     try:
         for phase in phases:
             print(f"=== {phase} ({spec.suite}, experts: {args.experts}) -> {out}", flush=True)
             {"0_sampletrajs": pipe.sample_trajs, "1_train": pipe.train,
              "2_eval": lambda: pipe.evaluate(partial=args.partial),
-             "3_report": pipe.report}[phase]()
+             "3_report": pipe.report, "queue": pipe.run_queue}[phase]()
     finally:
         pipe.close()
 

@@ -221,8 +221,9 @@ def test_qualitative_findings_compare_gail_with_the_baselines():
 
 
 def test_runs_by_alg(tmp_path):
-    spec = load_spec("classic")
+    spec = load_spec("mujoco")
     assert spec.runs_of("ga") == 3 and spec.runs_of("bclone") == 1
+    assert load_spec("classic").runs_of("bclone") == 3   # issue 29: 3 runs for every algorithm
     bad = tmp_path / "bad.yaml"
     bad.write_text(open(os.path.join(REPO, "imitation", "pipelines", "smoke.yaml")).read()
                    .replace("  runs: 1\n", "  runs: 1\n  runs_by_alg: {gail: 2}\n"))
@@ -407,3 +408,69 @@ def test_one_environment_per_worker_collects_as_the_original_classic_runs(env_na
             assert batch.num_sa == lengths.sum()
     finally:
         mdp.close()
+
+
+def _pipeline(*args, cwd=REPO):
+    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "im_pipeline.py"),
+                           *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=900)
+
+
+def test_queue_trains_evaluates_and_reports_each_entry_in_order(tmp_path):
+    """The spec's queue (the table's order lives in the repository): each entry trained, then
+    evaluated and reported; a second invocation skips what is finished; a run index outside
+    an entry's run_ids keeps its earlier result in results.h5."""
+    import yaml
+
+    spec = yaml.safe_load(open(os.path.join(REPO, "imitation", "pipelines", "smoke.yaml")))
+    spec["queue"] = [{"algs": ["ga"], "num_trajs": [1], "runs": 1},
+                     {"algs": ["bclone"], "num_trajs": [2], "run_ids": [1]}]
+    path = tmp_path / "queued.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    p = _pipeline(path, "0_sampletrajs", "--experts", "own", "--out", out)
+    assert p.returncode == 0, p.stderr
+    p = _pipeline(path, "queue", "--experts", "own", "--out", out, "--n_workers", "2")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    first = p.stdout.index("=== queue 1/2: cartpole x ga x [1] trajectories, runs [0]")
+    assert p.stdout.index("=== queue 2/2: cartpole x bclone x [2] trajectories, runs [1]") > \
+        first
+    logs = sorted(f for f in os.listdir(out / "logs" / "cartpole") if f.endswith(".h5"))
+    assert logs == ["bclone_n2_run1.h5", "ga_n1_run0.h5"]
+    results = pd.read_hdf(out / "results.h5", "results")
+    assert sorted(zip(results.alg, results.num_trajs, results.run)) == [
+        ("bclone", 2, 1), ("ga", 1, 0)]
+    assert (out / "report.txt").exists() and (out / "figure.png").exists()
+    p = _pipeline(path, "queue", "--experts", "own", "--out", out, "--n_workers", "2")
+    assert p.returncode == 0 and p.stderr.count("1 jobs, 1 already finished") == 2, p.stderr
+    # evaluating run 0 of the bclone cell now keeps run 1's result
+    p = _pipeline(path, "1_train", "--experts", "own", "--out", out, "--algs", "bclone",
+                  "--num_trajs", "2", "--run_ids", "0", "--n_workers", "1")
+    assert p.returncode == 0, p.stderr
+    p = _pipeline(path, "2_eval", "--experts", "own", "--out", out, "--algs", "bclone",
+                  "--num_trajs", "2", "--run_ids", "0", "--n_workers", "1")
+    assert p.returncode == 0, p.stderr
+    results = pd.read_hdf(out / "results.h5", "results")
+    assert sorted(zip(results.alg, results.num_trajs, results.run)) == [
+        ("bclone", 2, 0), ("bclone", 2, 1), ("ga", 1, 0)]
+
+
+def test_a_queue_entry_naming_an_unknown_algorithm_is_refused(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    text = open(os.path.join(REPO, "imitation", "pipelines", "smoke.yaml")).read()
+    bad.write_text(text + "queue:\n  - {algs: [gail]}\n")
+    with pytest.raises(UserError, match="queue entry 1: unknown tasks or algorithms"):
+        load_spec(str(bad))
+
+
+def test_data_seed_draws_another_dataset_and_is_checked_on_reuse(tmp_path):
+    import h5py
+
+    out = tmp_path / "draw1"
+    p = _pipeline("smoke", "0_sampletrajs", "--experts", "own", "--data_seed", "1",
+                  "--out", out)
+    assert p.returncode == 0, p.stderr
+    with h5py.File(out / "data" / "cartpole.h5", "r") as f:
+        assert int(f.attrs["seed"]) == 1
+    p = _pipeline("smoke", "0_sampletrajs", "--experts", "own", "--out", out)
+    assert p.returncode == 2 and "was sampled with seed 1, not --data_seed 0" in p.stderr
