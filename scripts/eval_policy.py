@@ -4,7 +4,7 @@
 Works with the project's own logs and with the original authors' experts, e.g.
 
     python scripts/eval_policy.py \\
-        ../shared/expert_policies/modern/log_Hopper-v0_3.h5/snapshots/iter0000500 \\
+        ~/.cache/policyopt/expert_policies/modern/log_Hopper-v0_3.h5/snapshots/iter0000500 \\
         --env_name Hopper-v5 --num_trajs 10
 
 The last line printed is always `return: <mean> +/- <std> (<n> trajectories)`.

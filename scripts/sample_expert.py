@@ -2,7 +2,7 @@
 """Sample an expert dataset from a policy snapshot (the dataset format of design.md section 6).
 
     python scripts/sample_expert.py \\
-        ../shared/expert_policies/classic/CartPole-v0.h5/snapshots/iter0000100 \\
+        ~/.cache/policyopt/expert_policies/classic/CartPole-v0.h5/snapshots/iter0000100 \\
         --num_trajs 10 --out cartpole.h5
 
 The file records env_name (and obs_adapter), the source policy, seed, returns and the command.

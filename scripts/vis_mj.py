@@ -2,9 +2,10 @@
 """Render one rollout of a policy snapshot to a video, offscreen (no display needed).
 
     python scripts/vis_mj.py \\
-        ../shared/expert_policies/modern/log_Hopper-v0_3.h5/snapshots/iter0000500 \\
+        ~/.cache/policyopt/expert_policies/modern/log_Hopper-v0_3.h5/snapshots/iter0000500 \\
         --env_name Hopper-v5 --out hopper.mp4
-    python scripts/vis_mj.py ../shared/expert_policies/classic/CartPole-v0.h5 --out cartpole.gif
+    python scripts/vis_mj.py ~/.cache/policyopt/expert_policies/classic/CartPole-v0.h5 \\
+        --out cartpole.gif
 
 The format follows the extension of --out: .mp4 (H.264, needs imageio-ffmpeg:
 `pip install imageio[ffmpeg]`) or .gif (Pillow). The video holds the frame after the reset and
