@@ -233,6 +233,11 @@ class Experiment:
         from imitation import locks
 
         locked_here = bool(log) and locks.lock_output(log, "log")
+        if log and not resume and os.path.exists(log):
+            if locked_here:
+                locks.release_output(log)
+            raise UserError(f"log {log} already exists; pass resume=True to continue that run, "
+                            "or choose a new file")
         try:
             return self._run(max_iter, log, save_freq, print_freq, resume, attrs, verbose,
                              tensorboard)

@@ -464,3 +464,15 @@ def test_a_one_run_report_row_has_no_spread():
                                    alg_return_mean=3614.2, expert_return_mean=3571.)])
     row = pub.format_table(pub.compare(results, published, {"hopper": 18.})).splitlines()[2]
     assert "3050.0" in row and "±" not in row.split("3050.0")[1][:12]
+
+
+def test_the_python_api_refuses_an_existing_log_without_resume(tmp_path):
+    from imitation.experiment import RLConfig, build_trpo
+
+    log = tmp_path / "run.h5"
+    log.write_bytes(b"precious")
+    with build_trpo(RLConfig(env_name="CartPole-v1", tiny_policy=True, min_total_sa=200,
+                             num_workers=0)) as exp:
+        with pytest.raises(UserError, match="already exists; pass resume=True"):
+            exp.run(max_iter=1, log=str(log))
+    assert log.read_bytes() == b"precious" and not (tmp_path / "run.h5.lock").exists()
