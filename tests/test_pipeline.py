@@ -239,7 +239,7 @@ def test_smoke_pipeline_through_a_dask_scheduler(tmp_path):
 
     out = tmp_path / "smoke"
     cluster = LocalCluster(host="127.0.0.1", n_workers=2, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           dashboard_address=":0")
     try:
         address = cluster.scheduler_address
         assert address.startswith("tcp://127.0.0.1:")
