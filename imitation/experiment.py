@@ -165,17 +165,6 @@ def resolve_hidden_spec(spec, tiny):
     return spec
 
 
-def file_sha256(path):
-    """SHA-256 of a file's bytes (the fingerprint a resume checks its dataset against)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def make_policy(hidden_spec, mdp, enable_obsnorm):
     """The policy class the action space calls for: GibbsPolicy (discrete) or GaussianPolicy."""
     from policyopt import FiniteSpace, rl
@@ -410,6 +399,8 @@ def build_imitation(cfg):
         build = _build_bclone if cfg.mode == "bclone" else _build_gail
         exp = build(cfg, mdp, policy, rng, ex_obs, ex_a, ex_t, summary)
         # a resume checks it: a file replaced at the same path must not continue silently
+        from policyopt.util import file_sha256
+
         exp.state.fingerprints["data"] = file_sha256(cfg.data)
         return exp
     except BaseException:

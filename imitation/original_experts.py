@@ -12,13 +12,13 @@ Where `find_experts_dir` looks, first match wins:
 3. the directory `fetch` writes to by default, ``$XDG_CACHE_HOME/policyopt/expert_policies``
    (``~/.cache/...``).
 """
-import hashlib
 import os
 import shutil
 import urllib.parse
 import urllib.request
 
 from imitation.errors import UserError
+from policyopt.util import file_sha256
 
 COMMIT = "8a2ed905e2ac54bda0f71e5ee364e90568e6d031"
 # Raw files of the original repository at COMMIT (plain git blobs, no LFS).
@@ -88,14 +88,6 @@ def require_experts_dir():
     return d
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(directory, files=None):
     """{relative path: problem} for each expert file in `directory` that is missing or whose
     SHA-256 differs from the pinned one (empty when all are good)."""
@@ -104,7 +96,7 @@ def verify(directory, files=None):
         path = os.path.join(directory, rel)
         if not os.path.isfile(path):
             problems[rel] = "missing"
-        elif sha256(path) != FILES[rel]:
+        elif file_sha256(path) != FILES[rel]:
             problems[rel] = "SHA-256 differs from the original's"
     return problems
 
@@ -132,7 +124,7 @@ def fetch(dest=None, source=DEFAULT_SOURCE, files=None, log=print):
                         f"{', '.join(FILES)}")
     for rel in files:
         out = os.path.join(dest, rel)
-        if os.path.isfile(out) and sha256(out) == FILES[rel]:
+        if os.path.isfile(out) and file_sha256(out) == FILES[rel]:
             log(f"  {rel}: already here, checksum good")
             continue
         try:
@@ -147,7 +139,7 @@ def fetch(dest=None, source=DEFAULT_SOURCE, files=None, log=print):
             except OSError as e:  # URLError and HTTPError are OSErrors
                 raise UserError(f"cannot get {rel} from {source}: "
                                 f"{getattr(e, 'reason', None) or e.strerror or e}")
-            got = sha256(tmp)
+            got = file_sha256(tmp)
             if got != FILES[rel]:
                 raise UserError(f"{rel} from {source} has SHA-256 {got[:16]}..., expected "
                                 f"{FILES[rel][:16]}... (not the original file; nothing "

@@ -119,6 +119,17 @@ def atomic_write(path, copy_existing=False):
             os.unlink(tmp)
 
 
+def file_sha256(path):
+    """SHA-256 of a file's bytes, as hex (checksums of downloads, fingerprints of inputs)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_h5_atomic(path, fill, copy_existing=False):
     """Build an HDF5 file in memory, `fill(h5file)`, then replace `path` with it atomically.
 

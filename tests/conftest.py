@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from imitation.experts import sample_dataset
+from imitation.original_experts import find_experts_dir
 
 
 @pytest.fixture
@@ -11,19 +12,52 @@ def rng():
     return np.random.default_rng(0)
 
 
+@pytest.fixture
+def collect_minari():
+    """A function that makes a Minari dataset of random-policy episodes with Minari's own
+    DataCollector: collect(dataset_id, env_id, episodes, seed, **make_kwargs)."""
+    pytest.importorskip("minari")
+
+    def collect(dataset_id, env_id, episodes, seed, **make_kwargs):
+        import warnings
+
+        import gymnasium as gym
+        from minari import DataCollector
+
+        env = DataCollector(gym.make(env_id, **make_kwargs))
+        env.action_space.seed(seed)
+        for ep in range(episodes):
+            env.reset(seed=seed + ep)
+            done = False
+            while not done:
+                _, _, term, trunc, _ = env.step(env.action_space.sample())
+                done = term or trunc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = env.create_dataset(dataset_id, algorithm_name="random", ref_min_score=0.,
+                                    ref_max_score=1.)
+        env.close()
+        return ds
+
+    return collect
+
+
 # --------------------------------------------------------------- expert datasets (imitation)
-# Small datasets sampled once per session from the original experts in ../shared (the directory
-# beside the repository root); tests that need them are skipped when ../shared is absent.
+# Small datasets sampled once per session from the original experts (../shared beside the
+# repository root, $POLICYOPT_EXPERTS_DIR, or a `scripts/fetch_experts.py` copy); tests that
+# need them are skipped when none is on the machine.
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EXPERT_POLICIES_DIR = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "expert_policies"))
+EXPERT_POLICIES_DIR = find_experts_dir() or os.path.normpath(
+    os.path.join(REPO_ROOT, "..", "shared", "expert_policies"))
 
 
 def _expert_file(*parts):
     path = os.path.join(EXPERT_POLICIES_DIR, *parts)
     if not os.path.exists(path):
-        pytest.skip(f"expert policy {path} not found (../shared/expert_policies beside the "
-                    f"repository root is needed for tests that sample expert data)")
+        pytest.skip(f"expert policy {path} not found (tests that sample expert data need the "
+                    "original experts: ../shared, $POLICYOPT_EXPERTS_DIR or "
+                    "scripts/fetch_experts.py)")
     return path
 
 

@@ -108,29 +108,6 @@ def test_resume_refuses_a_dataset_replaced_at_the_same_path(tmp_path):
 
 # -------------------------------------------------------------- environment kwargs survive
 
-def collect_minari(dataset_id, env_id, episodes, seed, **make_kwargs):
-    """A Minari dataset of random-policy episodes, made by Minari's own DataCollector."""
-    import warnings
-
-    import gymnasium as gym
-    from minari import DataCollector
-
-    env = DataCollector(gym.make(env_id, **make_kwargs))
-    env.action_space.seed(seed)
-    for ep in range(episodes):
-        env.reset(seed=seed + ep)
-        done = False
-        while not done:
-            _, _, term, trunc, _ = env.step(env.action_space.sample())
-            done = term or trunc
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = env.create_dataset(dataset_id, algorithm_name="random", ref_min_score=0.,
-                                ref_max_score=1.)
-    env.close()
-    return ds
-
-
 @pytest.fixture
 def minari_store(tmp_path, monkeypatch):
     pytest.importorskip("minari")
@@ -147,7 +124,8 @@ def env_kwargs_of(path):
     return parse_env_kwargs(load_dataset(str(path)).attrs.get("env_kwargs"))
 
 
-def test_env_kwargs_survive_minari_and_flat_round_trips(minari_store, tmp_path):
+def test_env_kwargs_survive_minari_and_flat_round_trips(minari_store, collect_minari,
+                                                        tmp_path):
     collect_minari("pendulum/g2-v0", "Pendulum-v1", 2, seed=3, g=2.0)
     a = tmp_path / "a.h5"
     p = ok(run_script("import_dataset.py", "pendulum/g2-v0", "--out", a))
@@ -276,7 +254,7 @@ def test_import_says_how_training_subsamples(tmp_path):
 
 # ----------------------------------------------------------------------- damaged files
 
-def test_a_truncated_minari_dataset_is_one_line(minari_store, tmp_path):
+def test_a_truncated_minari_dataset_is_one_line(minari_store, collect_minari, tmp_path):
     collect_minari("cartpole/trunc-v0", "CartPole-v1", 3, seed=0)
     main = next(minari_store.rglob("main_data.hdf5"))
     size = main.stat().st_size

@@ -28,29 +28,6 @@ def run_script(name, *args, timeout=600):
                           env=dict(os.environ))
 
 
-def collect(dataset_id, env_id, episodes, seed, **make_kwargs):
-    """A Minari dataset of random-policy episodes, made by Minari's DataCollector."""
-    import gymnasium as gym
-    from minari import DataCollector
-
-    env = DataCollector(gym.make(env_id, **make_kwargs))
-    env.action_space.seed(seed)
-    for ep in range(episodes):
-        env.reset(seed=seed + ep)
-        done = False
-        while not done:
-            _, _, term, trunc, _ = env.step(env.action_space.sample())
-            done = term or trunc
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = env.create_dataset(dataset_id, algorithm_name="random", ref_min_score=0.,
-                                ref_max_score=1.)
-    env.close()
-    return ds
-
-
 def assert_matches_minari(data, ds, discrete):
     episodes = list(ds.iterate_episodes())
     assert data.num_trajs == len(episodes)
@@ -67,8 +44,8 @@ def assert_matches_minari(data, ds, discrete):
     assert data.discrete == discrete
 
 
-def test_import_a_discrete_minari_dataset(minari_store, tmp_path):
-    ds = collect("cartpole/random-v0", "CartPole-v1", episodes=6, seed=1)
+def test_import_a_discrete_minari_dataset(minari_store, collect_minari, tmp_path):
+    ds = collect_minari("cartpole/random-v0", "CartPole-v1", episodes=6, seed=1)
     out = tmp_path / "cp.h5"
     p = run_script("import_dataset.py", "cartpole/random-v0", "--out", out)
     assert p.returncode == 0, p.stderr
@@ -80,8 +57,9 @@ def test_import_a_discrete_minari_dataset(minari_store, tmp_path):
     assert_matches_minari(data, ds, discrete=True)
 
 
-def test_import_a_continuous_minari_dataset(minari_store, tmp_path):
-    ds = collect("pendulum/random-v0", "Pendulum-v1", episodes=3, seed=2, max_episode_steps=40)
+def test_import_a_continuous_minari_dataset(minari_store, collect_minari, tmp_path):
+    ds = collect_minari("pendulum/random-v0", "Pendulum-v1", episodes=3, seed=2,
+                        max_episode_steps=40)
     out = tmp_path / "pendulum.h5"
     p = run_script("import_dataset.py", "pendulum/random-v0", "--out", out)
     assert p.returncode == 0, p.stderr
