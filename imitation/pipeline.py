@@ -730,7 +730,9 @@ class Pipeline:
                  "accuracy; the others: the last.", ""] + pub.summarize_checks(table)
         qual = pub.qualitative_findings(table)
         if qual:
-            lines += ["", "The paper's qualitative result (smallest dataset):"] + qual
+            lines += ["", "The paper's qualitative result, per task (normalized scores): GAIL "
+                      "far above behavioural cloning with the fewest trajectories, behavioural "
+                      "cloning closing as they grow, FEM and GTAL below GAIL:"] + qual
         ent = pub.entropy_study(table)
         if ent:
             lines += ["", "GAIL's return by policy entropy weight (--policy_ent_reg):"] + ent

@@ -229,6 +229,33 @@ def qualitative_findings(table):
         if parts:
             size = f"{n} trajector{'y' if n == 1 else 'ies'}"
             lines.append(f"  {task}, {size} (normalized): " + "; ".join(parts))
+        lines += _gaps_by_size(task, t)
+    return lines
+
+
+def _gaps_by_size(task, t):
+    """The paper's other two lines, per task over every size both sides have: behavioural
+    cloning closing on GAIL as the datasets grow (GAIL's lead at the largest size under half
+    its lead at the smallest, or under 0.1), and FEM/GTAL at or below GAIL at every size."""
+    by = {(r.alg, r.num_trajs): r.ours_norm for r in t.itertuples()}
+    sizes = sorted(set(t["num_trajs"]))
+    lines = []
+    both = [n for n in sizes if ("ga", n) in by and ("bclone", n) in by]
+    if len(both) >= 2:
+        gaps = {n: by["ga", n] - by["bclone", n] for n in both}
+        first, last = gaps[both[0]], gaps[both[-1]]
+        closes = last < 0.1 or last < first / 2
+        lines.append(f"  {task}, GAIL's lead over behavioural cloning by size: "
+                     + ", ".join(f"{n}: {g:+.2f}" for n, g in gaps.items())
+                     + (" (behavioural cloning closes on GAIL)" if closes
+                        else " (behavioural cloning does NOT close on GAIL)"))
+    for alg in ("fem", "simplex"):
+        common = [n for n in sizes if ("ga", n) in by and (alg, n) in by]
+        if len(common) >= 2 or (common and len(both) >= 2):
+            above = [n for n in common if by[alg, n] > by["ga", n]]
+            lines.append(f"  {task}, {ALG_LABELS[alg]} against GAIL at {len(common)} sizes: "
+                         + ("at or below GAIL at every size" if not above
+                            else f"NOT below GAIL at {above}"))
     return lines
 
 

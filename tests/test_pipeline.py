@@ -220,6 +220,31 @@ def test_qualitative_findings_compare_gail_with_the_baselines():
     assert "FEM 0.95 (NOT below GAIL)" in line and line.startswith("  t, 4 trajectories ")
 
 
+def test_qualitative_findings_follow_each_task_over_dataset_sizes():
+    """Per task: GAIL's lead over behavioural cloning at each size and whether it closes
+    (hand-computed: leads 0.80, 0.50, 0.05), and FEM against GAIL at every size."""
+    rows = []
+    for n, ga, bc, fem in ((4, 90., 10., 60.), (11, 95., 45., 96.), (25, 95., 90., 80.)):
+        rows += [_results([ga], alg="ga", n=n), _results([bc], alg="bclone", n=n),
+                 _results([fem], alg="fem", n=n)]
+    table = pub.compare(pd.concat(rows), pd.DataFrame(columns=["task", "alg", "num_trajs",
+                                                              "run", "alg_return_mean",
+                                                              "expert_return_mean"]),
+                        {"t": 0.})
+    lines = pub.qualitative_findings(table)
+    assert ("  t, GAIL's lead over behavioural cloning by size: 4: +0.80, 11: +0.50, "
+            "25: +0.05 (behavioural cloning closes on GAIL)") in lines
+    assert "  t, FEM against GAIL at 3 sizes: NOT below GAIL at [11]" in lines
+    rows = [_results([90.], alg="ga", n=n) for n in (4, 25)] + [
+        _results([10.], alg="bclone", n=4), _results([45.], alg="bclone", n=25)]
+    table = pub.compare(pd.concat(rows), pd.DataFrame(columns=["task", "alg", "num_trajs",
+                                                              "run", "alg_return_mean",
+                                                              "expert_return_mean"]),
+                        {"t": 0.})
+    assert any("4: +0.80, 25: +0.45 (behavioural cloning does NOT close on GAIL)" in ln
+               for ln in pub.qualitative_findings(table))
+
+
 def test_runs_by_alg(tmp_path):
     spec = load_spec("mujoco")
     assert spec.runs_of("ga") == 3 and spec.runs_of("bclone") == 1
