@@ -259,8 +259,9 @@ class Experiment:
                       "nothing to do: pass a larger --max_iter to continue it")
                 return False
             print(f"resuming {log} at iteration {start}", flush=True)
+            earlier_rows = read_log(log).rows
             if bclone:
-                self.bclone_steps.extend(int(i) for i in read_log(log).rows["iter"])
+                self.bclone_steps.extend(int(i) for i in earlier_rows["iter"])
         if bclone:
             label, last = (lambda it: self.bclone_steps[it]), (lambda: len(self.bclone_steps) - 1)
         else:
@@ -271,10 +272,10 @@ class Experiment:
         returns = []
         earlier = []  # a resumed run's rows so far: its closing "best" covers the whole run
         if resume:
-            rows = read_log(log).rows
-            col = next((c for c in ("trueret", "ret") if c in rows.dtype.names), None)
+            col = next((c for c in ("trueret", "ret") if c in earlier_rows.dtype.names), None)
             if col is not None:
-                earlier = [(int(i), float(r)) for i, r in zip(rows["iter"], rows[col])]
+                earlier = [(int(i), float(r))
+                           for i, r in zip(earlier_rows["iter"], earlier_rows[col])]
 
         def step():
             row = self.step()

@@ -399,7 +399,7 @@ def from_dataset(data, max_episode_steps=None):
 def match_action_kind(eps, discrete):
     """Make the episodes' actions fit an environment whose actions are `discrete` or not: a
     flat file's whole-number float actions of one dimension become indices for a Discrete
-    environment (other floats stay, and `check_fits_env` says they do not fit)."""
+    environment (other floats stay, and `fit_to_env` says they do not fit)."""
     a0 = eps.actions[0]
     if (discrete and np.issubdtype(a0.dtype, np.floating) and a0.shape[1] == 1
             and all(np.all(a == np.round(a)) for a in eps.actions)):
@@ -447,8 +447,11 @@ def write_dataset(data, path, attrs=None):
                  {**data.attrs, **(attrs or {})}, data.extra)
 
 
-def env_has_discrete_actions(env_name, env_kwargs=None):
-    """Whether the environment's actions are discrete (UserError when it cannot be made)."""
+def fit_to_env(eps, env_name, env_kwargs=None):
+    """The episodes as an `imitation.data.ExpertData` that fits the environment: one
+    environment is made to learn its spaces, whole-number float actions become indices for a
+    Discrete one (`match_action_kind`), and a UserError says when the sizes do not fit."""
+    from imitation.data import check_fits_mdp
     from imitation.envs import GymMDP
     from imitation.errors import EnvError
     from policyopt import FiniteSpace
@@ -458,22 +461,9 @@ def env_has_discrete_actions(env_name, env_kwargs=None):
     except EnvError as e:
         raise UserError(str(e))
     try:
-        return isinstance(mdp.action_space, FiniteSpace)
-    finally:
-        mdp.close()
-
-
-def check_fits_env(data, env_name, env_kwargs=None):
-    """UserError when a dataset's sizes do not fit the environment's spaces."""
-    from imitation.data import check_fits_mdp
-    from imitation.envs import GymMDP
-    from imitation.errors import EnvError
-
-    try:
-        mdp = GymMDP(env_name, num_workers=1, env_kwargs=env_kwargs)
-    except EnvError as e:
-        raise UserError(str(e))
-    try:
+        match_action_kind(eps, isinstance(mdp.action_space, FiniteSpace))
+        data = to_expert_data(eps)
         check_fits_mdp(data, mdp)
     finally:
         mdp.close()
+    return data

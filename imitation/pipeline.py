@@ -429,9 +429,11 @@ class Pipeline:
         return self.experts_dir
 
     def _uses_own_expert(self, task):
+        from imitation.snapshots import parse_policy_string
+
         if self.own is None:  # a directory: the task's own expert when it holds that file
-            return bool(task.own_expert) and os.path.exists(
-                os.path.join(self.experts_dir, task.own_expert.split(".h5")[0] + ".h5"))
+            return bool(task.own_expert) and os.path.exists(parse_policy_string(
+                os.path.join(self.experts_dir, task.own_expert))[0])
         return self.own
 
     def env_of(self, task):
@@ -455,7 +457,9 @@ class Pipeline:
                 if os.path.exists(self.data_path(task)):
                     continue
                 policy, _ = self.expert_of(task)
-                path = policy.split(".h5")[0] + ".h5"
+                from imitation.snapshots import parse_policy_string
+
+                path = parse_policy_string(policy)[0]
                 if not os.path.isfile(path):
                     hint = ""
                     if not self._uses_own_expert(task):

@@ -66,10 +66,7 @@ def main(argv=None):
         raise cli.UserError(f"{args.source} does not say which environment it comes from: "
                             "pass --env_name")
     eps.env_kwargs = {**(eps.env_kwargs or {}), **given_kwargs} or None
-    interop.match_action_kind(eps, interop.env_has_discrete_actions(eps.env_name,
-                                                                   eps.env_kwargs))
-    data = interop.to_expert_data(eps)
-    interop.check_fits_env(data, eps.env_name, eps.env_kwargs)
+    data = interop.fit_to_env(eps, eps.env_name, eps.env_kwargs)
     interop.write_dataset(data, args.out, {"command": command_line(),
                                            "data_subsamp_freq": args.data_subsamp_freq})
     n = sum(len(r) for r in eps.rewards)
